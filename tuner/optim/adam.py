@@ -1,0 +1,104 @@
+"""Adam (optionally AMSGrad) and AdamW (torch.optim.Adam, torch.optim.AdamW)."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import ConfigError, check_range
+from tuner.optim.base import check_bool
+
+
+@dataclass(slots=True)
+class AdamState:
+    """First and second moments ``m``, ``v``, their running max (AMSGrad), scratch, step count."""
+
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
+    max_exp_avg_sq: np.ndarray | None
+    decayed: np.ndarray
+    scratch: np.ndarray
+    t: int = 0
+
+
+def _check_betas(betas: tuple[float, float]) -> None:
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in [0, 1)")
+    check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
+    check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Adam:
+    """Adam as torch.optim.Adam computes it (coupled L2 weight decay).
+
+    g = g + weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    vmax = max(vmax, v)                          (amsgrad)
+    d = sqrt(v or vmax) / sqrt(1 - b2**t) + eps
+    p = p - lr / (1 - b1**t) * m / d
+    """
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+
+    def __post_init__(self) -> None:
+        _check_betas(self.betas)
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        check_range("eps", self.eps, 0.0)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_bool("amsgrad", self.amsgrad)
+
+    decoupled = False
+
+    def init(self, params: np.ndarray) -> AdamState:
+        return AdamState(
+            exp_avg=np.zeros_like(params),
+            exp_avg_sq=np.zeros_like(params),
+            max_exp_avg_sq=np.zeros_like(params) if self.amsgrad else None,
+            decayed=np.empty_like(params),
+            scratch=np.empty_like(params),
+        )
+
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdamState) -> None:
+        b1, b2 = self.betas
+        g = grad
+        if self.weight_decay:
+            if self.decoupled:
+                params *= 1.0 - lr * self.weight_decay
+            else:
+                np.multiply(params, self.weight_decay, out=state.decayed)
+                state.decayed += grad
+                g = state.decayed
+        state.t += 1
+        tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        if self.amsgrad:
+            np.maximum(state.max_exp_avg_sq, v, out=state.max_exp_avg_sq)
+            v = state.max_exp_avg_sq
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(1.0 - b2**state.t)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr / (1.0 - b1**state.t)
+        params -= tmp
+
+
+@dataclass(frozen=True, slots=True)
+class AdamW(Adam):
+    """AdamW as torch.optim.AdamW computes it: Adam without the L2 term, and before each step
+
+    p = p * (1 - lr * weight_decay)              (decoupled weight decay)
+    """
+
+    weight_decay: float = 1e-2
+    decoupled = True

@@ -1,0 +1,89 @@
+"""RMSProp, optionally centered and with momentum (torch.optim.RMSprop)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import check_range
+from tuner.optim.base import check_bool
+
+
+@dataclass(slots=True)
+class RMSpropState:
+    """Square average ``v``, gradient average ``a`` (centered), momentum buffer ``b``, scratch."""
+
+    square_avg: np.ndarray
+    grad_avg: np.ndarray | None
+    buf: np.ndarray | None
+    decayed: np.ndarray
+    scratch: np.ndarray
+    t: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RMSprop:
+    """RMSProp as torch.optim.RMSprop computes it.
+
+    g = g + weight_decay * p
+    v = alpha * v + (1 - alpha) * g * g
+    centered: a = alpha * a + (1 - alpha) * g;  d = sqrt(v - a * a) + eps
+    else:     d = sqrt(v) + eps
+    momentum > 0: b = momentum * b + g / d;  p = p - lr * b
+    else:         p = p - lr * g / d
+    """
+
+    alpha: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    centered: bool = False
+
+    def __post_init__(self) -> None:
+        check_range("alpha", self.alpha, 0.0, 1.0, high_open=True)
+        check_range("eps", self.eps, 0.0)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_bool("centered", self.centered)
+
+    def init(self, params: np.ndarray) -> RMSpropState:
+        return RMSpropState(
+            square_avg=np.zeros_like(params),
+            grad_avg=np.zeros_like(params) if self.centered else None,
+            buf=np.zeros_like(params) if self.momentum > 0 else None,
+            decayed=np.empty_like(params),
+            scratch=np.empty_like(params),
+        )
+
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: RMSpropState) -> None:
+        g = grad
+        if self.weight_decay:
+            np.multiply(params, self.weight_decay, out=state.decayed)
+            state.decayed += grad
+            g = state.decayed
+        tmp = state.scratch
+        v = state.square_avg
+        v *= self.alpha
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.alpha
+        v += tmp
+        if self.centered:
+            a = state.grad_avg
+            a *= self.alpha
+            np.multiply(g, 1.0 - self.alpha, out=tmp)
+            a += tmp
+            np.multiply(a, a, out=tmp)
+            np.subtract(v, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
+        else:
+            np.sqrt(v, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        state.t += 1
+        if self.momentum > 0:
+            b = state.buf
+            b *= self.momentum
+            b += tmp
+            np.multiply(b, lr, out=tmp)
+        else:
+            tmp *= lr
+        params -= tmp

@@ -1,0 +1,82 @@
+"""Benchmark tasks and their registry: ``make_task("mlp", {"hidden_sizes": [128]})``."""
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from tuner.errors import ConfigError, from_validation_error
+from tuner.tasks.base import Task
+from tuner.tasks.data import DataOptions, DatasetName
+from tuner.tasks.heads import CrossEntropy, Logistic, MulticlassHinge
+from tuner.tasks.network import NetworkTask
+from tuner.tasks.synthetic import (
+    Quadratic,
+    QuadraticOptions,
+    Rosenbrock,
+    RosenbrockOptions,
+    Saddle,
+    SaddleOptions,
+)
+
+
+class LogisticOptions(DataOptions):
+    dataset: DatasetName = "breast_cancer"
+
+    @model_validator(mode="after")
+    def _binary(self) -> "LogisticOptions":
+        if self.dataset == "digits" or (self.dataset == "synthetic" and self.n_classes != 2):
+            raise ValueError(
+                f"logistic regression needs two classes, dataset={self.dataset!r} has more; "
+                "allowed: breast_cancer, or synthetic with n_classes: 2"
+            )
+        return self
+
+
+class MLPOptions(DataOptions):
+    hidden_sizes: tuple[int, ...] = Field((128,), min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _positive(self) -> "MLPOptions":
+        if any(h < 1 or h > 100_000 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes={list(self.hidden_sizes)}: each must be in [1, 100000]")
+        return self
+
+
+TaskFactory = Callable[[Any], Task]
+
+TASKS: dict[str, tuple[type[BaseModel], TaskFactory]] = {
+    "quadratic": (QuadraticOptions, Quadratic),
+    "rosenbrock": (RosenbrockOptions, Rosenbrock),
+    "saddle": (SaddleOptions, Saddle),
+    "logistic": (LogisticOptions, lambda o: NetworkTask("logistic", o, (), Logistic)),
+    "softmax": (DataOptions, lambda o: NetworkTask("softmax", o, (), CrossEntropy)),
+    "svm": (DataOptions, lambda o: NetworkTask("svm", o, (), MulticlassHinge)),
+    "mlp": (MLPOptions, lambda o: NetworkTask("mlp", o, o.hidden_sizes, CrossEntropy)),
+}
+"""Task name -> (options model, factory). Data tasks default to digits, logistic to breast_cancer."""
+
+
+def task_options(name: str, options: dict[str, Any] | None = None) -> BaseModel:
+    """Validate ``options`` for task ``name``; ConfigError names each bad field."""
+    if name not in TASKS:
+        raise ConfigError(f"task={name!r} is unknown; allowed: {', '.join(TASKS)}")
+    model, _ = TASKS[name]
+    try:
+        return model(**(options or {}))
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix="task.options") from None
+
+
+def make_task(name: str, options: dict[str, Any] | None = None) -> Task:
+    """Build task ``name`` from validated options."""
+    validated = task_options(name, options)
+    return TASKS[name][1](validated)
+
+
+def is_synthetic(name: str) -> bool:
+    """Synthetic tasks count their budget in steps; data tasks in epochs."""
+    return name in ("quadratic", "rosenbrock", "saddle")
+
+
+__all__ = ["TASKS", "Task", "is_synthetic", "make_task", "task_options"]

@@ -1,0 +1,98 @@
+"""Loss heads: turn a batch of logits into a mean loss and, in place, its gradient.
+
+Each head's ``loss_and_dlogits(z, t, col, scratch)`` returns the mean loss over the batch
+and overwrites ``z`` with dL/dz; ``col`` (B, 1) and ``scratch`` (shaped as z) are buffers. ``t`` holds the targets
+in the head's own encoding (``encode``).
+"""
+
+import numpy as np
+from scipy.special import expit
+
+
+class CrossEntropy:
+    """Softmax cross-entropy: L = mean(logsumexp(z) - z_y); dL/dz = (softmax(z) - onehot(y)) / B."""
+
+    @staticmethod
+    def out_dim(n_classes: int) -> int:
+        return n_classes
+
+    @staticmethod
+    def encode(y: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+        return np.eye(n_classes, dtype=dtype)[y]
+
+    @staticmethod
+    def loss_and_dlogits(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray) -> float:
+        np.max(z, axis=1, keepdims=True, out=col)
+        z -= col
+        picked = float(np.vdot(t, z))
+        np.exp(z, out=z)
+        np.sum(z, axis=1, keepdims=True, out=col)
+        z /= col
+        np.log(col, out=col)
+        batch = z.shape[0]
+        z -= t
+        z *= 1.0 / batch
+        return (float(col.sum()) - picked) / batch
+
+    @staticmethod
+    def predict(z: np.ndarray) -> np.ndarray:
+        return np.argmax(z, axis=1)
+
+
+class Logistic:
+    """Binary logistic loss on one logit: L = mean(log(1 + e^z) - y z); dL/dz = (sigmoid(z) - y) / B."""
+
+    @staticmethod
+    def out_dim(n_classes: int) -> int:
+        return 1
+
+    @staticmethod
+    def encode(y: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+        return y.astype(dtype).reshape(-1, 1)
+
+    @staticmethod
+    def loss_and_dlogits(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray) -> float:
+        picked = float(np.vdot(t, z))
+        np.logaddexp(0.0, z, out=col)
+        batch = z.shape[0]
+        loss = (float(col.sum()) - picked) / batch
+        expit(z, out=z)
+        z -= t
+        z *= 1.0 / batch
+        return loss
+
+    @staticmethod
+    def predict(z: np.ndarray) -> np.ndarray:
+        return (z[:, 0] > 0).astype(np.int64)
+
+
+class MulticlassHinge:
+    """Weston-Watkins multiclass hinge: L = mean sum_{j != y} max(0, 1 + z_j - z_y).
+
+    dL/dz_j = [margin_j > 0] / B for j != y, and dL/dz_y = -(number of positive margins) / B.
+    """
+
+    @staticmethod
+    def out_dim(n_classes: int) -> int:
+        return n_classes
+
+    encode = CrossEntropy.encode
+    predict = CrossEntropy.predict
+
+    @staticmethod
+    def loss_and_dlogits(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray) -> float:
+        margins = scratch
+        np.multiply(z, t, out=margins)
+        np.sum(margins, axis=1, keepdims=True, out=col)  # z_y
+        np.subtract(z, col, out=margins)
+        margins += 1.0
+        margins -= t  # margin 0 at j = y
+        np.maximum(margins, 0.0, out=margins)
+        batch = z.shape[0]
+        loss = float(margins.sum()) / batch
+        np.greater(margins, 0.0, out=z, casting="unsafe")
+        np.sum(z, axis=1, keepdims=True, out=col)
+        np.multiply(t, col, out=margins)
+        z -= margins
+        z *= 1.0 / batch
+        return loss
