@@ -1,14 +1,27 @@
-"""The ``tuner`` command."""
+"""The ``tuner`` command. User errors print one clear message (exit 2), never a traceback."""
 
+import os
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
+from rich.console import Console
 
 from tuner.errors import ConfigError
 
 app = typer.Typer(help="Tune gradient-descent optimizers with Optuna.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+
+StorageOption = Annotated[str | None, typer.Option(
+    "--storage", help="Database URL; default: $TUNER_STORAGE, else the study file's, else sqlite:///tuner.db.")]
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -20,6 +33,135 @@ def parse_options(pairs: list[str]) -> dict:
             raise ConfigError(f"--option {pair!r} is not allowed; allowed: KEY=VALUE")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+@app.command()
+def launch(
+    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/quickstart.yaml.")],
+    workers: Annotated[int, typer.Option(help="Local worker processes (0: only create the experiment).")] = (
+        os.cpu_count() or 1),
+    storage: StorageOption = None,
+) -> None:
+    """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
+    from tuner.launch import launch as run_launch
+    from tuner.spec import load_experiment
+    from tuner.storage.engine import resolve_url
+
+    if workers < 0:
+        raise fail(f"--workers={workers} is not allowed; allowed: 0 or more")
+    try:
+        spec = load_experiment(study_file)
+        url = resolve_url(storage, spec.storage)
+        finished = run_launch(spec, url, workers, console)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if not finished:
+        raise typer.Exit(130)
+    if workers:
+        _print_best(url, spec.name, per_optimizer=True)
+        console.print(f"\nOpen the dashboard:  tuner dashboard --storage {url}")
+        console.print(f"Query the winners:   tuner best {_quote(spec.name)} --storage {url}")
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,
+                sampler: str | None = None, fmt: str = "table") -> None:
+    from tuner import report
+    from tuner.storage import queries
+    from tuner.storage.engine import reader_engine
+
+    engine = reader_engine(url)
+    try:
+        rows = queries.best_configs(engine, name, optimizer, sampler)
+        _, spec = queries.experiment(engine, name)
+    finally:
+        engine.dispose()
+    if fmt == "json":
+        typer.echo(report.best_as_json(rows))
+    elif fmt == "csv":
+        typer.echo(report.best_as_csv(rows), nl=False)
+    else:
+        if per_optimizer:
+            rows = report.best_per_optimizer(rows)
+        if not rows:
+            console.print(f"experiment {name!r} has no completed trial yet")
+            return
+        title = "best configuration per optimizer" if per_optimizer else "best configuration per optimizer and sampler"
+        console.print(report.best_table(rows, spec.objective.name, title))
+
+
+@app.command()
+def best(
+    experiment: Annotated[str, typer.Argument(help="The experiment's name (the study file's name).")],
+    optimizer: Annotated[str | None, typer.Option(help="Only this optimizer.")] = None,
+    sampler: Annotated[str | None, typer.Option(help="Only this sampler.")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",  # noqa: A002
+    storage: StorageOption = None,
+) -> None:
+    """The best configuration per optimizer and sampler, ready to paste."""
+    from tuner.storage.engine import resolve_url
+
+    if format not in ("table", "json", "csv"):
+        raise fail(f"--format={format!r} is not allowed; allowed: table, json, csv")
+    try:
+        _print_best(resolve_url(storage), experiment, per_optimizer=False, optimizer=optimizer, sampler=sampler,
+                    fmt=format)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def status(
+    experiment: Annotated[str, typer.Argument(help="The experiment's name.")],
+    storage: StorageOption = None,
+) -> None:
+    """Progress of every study: finished, pruned, diverged, failed, running."""
+    from tuner import report
+    from tuner.storage import queries
+    from tuner.storage.engine import reader_engine, resolve_url
+
+    try:
+        engine = reader_engine(resolve_url(storage))
+        experiment_id, spec = queries.experiment(engine, experiment)
+        rows = queries.studies(engine, experiment_id)
+        runs = queries.run_states(engine, experiment_id)
+        optuna_counts = queries.optuna_states(engine, [r.study_name for r in rows])
+        reevaluations = len(queries.reevaluated(engine, experiment_id))
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"experiment [bold]{spec.name}[/] on {spec.task.name}; objective {spec.objective.name}")
+    console.print(report.status_table(rows, runs, optuna_counts))
+    console.print(f"re-evaluation runs: {reevaluations} of {len(rows) * spec.reevaluate}")
+
+
+@app.command("list")
+def list_experiments(storage: StorageOption = None) -> None:
+    """Experiments in a storage."""
+    from rich.table import Table
+
+    from tuner.storage import queries
+    from tuner.storage.engine import reader_engine, resolve_url
+
+    try:
+        engine = reader_engine(resolve_url(storage))
+        found = queries.experiments(engine)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if not found:
+        console.print("no experiments yet: run tuner launch studies/quickstart.yaml")
+        return
+    table = Table()
+    for column in ("experiment", "task", "studies", "trials finished", "created"):
+        table.add_column(column)
+    for e in found:
+        table.add_row(e["name"], e["task"], str(e["studies"]), f"{e['done']}/{e['total']}",
+                      f"{e['created_at']:%Y-%m-%d %H:%M}")
+    console.print(table)
 
 
 @app.command()
@@ -35,8 +177,7 @@ def gradcheck(
     try:
         result = check(task, parse_options(option), seed=seed)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     verdict = "ok" if result.passed(tolerance) else "FAILED"
     typer.echo(
         f"{result.task}: {verdict}  relative error {result.relative_error:.2e} "
@@ -46,6 +187,9 @@ def gradcheck(
         raise typer.Exit(1)
 
 
-@app.callback()
 def main() -> None:
-    """Tune gradient-descent optimizers with Optuna."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -57,8 +57,8 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> ConfigError
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown field")
-        elif not err["loc"]:
-            lines.append(f"{path}: {message}")
+        elif not err["loc"] or message.startswith(path):
+            lines.append(message if message.startswith(path) else f"{path}: {message}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required field is missing")
         else:

@@ -1,0 +1,176 @@
+"""One trial, start to end: sample a configuration, train, summarise, store, tell Optuna.
+
+The run is written to tuner's tables (one transaction) before Optuna records the trial's
+state; if the worker dies in between, the heartbeat fails the trial and the stale-trial
+callback marks the run FAIL too, so the two never disagree for long.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from tuner.optim import make_optimizer
+from tuner.schedules import make_schedule
+from tuner.space import Param, suggest, to_config
+from tuner.spec import Experiment
+from tuner.storage.records import RunRecord, downsample, finite
+from tuner.tasks import Task, is_synthetic
+from tuner.train import OnEval, RunResult, train
+
+
+class Abandoned(Exception):
+    """The worker was asked to stop: the trial ends FAIL and is run again on resume."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one run trains: epochs (data) or steps (synthetic), in units of ``train``."""
+
+    epochs: int
+    eval_every: int
+    synthetic: bool
+
+    @classmethod
+    def of(cls, spec: Experiment) -> "Budget":
+        synthetic = is_synthetic(spec.task.name)
+        return cls(spec.budget.steps if synthetic else spec.budget.epochs, spec.budget.eval_every, synthetic)
+
+    def total_steps(self, task: Task, batch_size: int) -> int:
+        return self.epochs * (1 if self.synthetic else task.steps_per_epoch(batch_size))
+
+
+def configure(optimizer: str, values: dict[str, Any], task: Task, budget: Budget) -> dict[str, Any]:
+    """Sampled values -> the pasteable configuration (constructor arguments, lr, batch size, schedule)."""
+    batch_size = int(values.get("batch_size", 1))
+    return to_config(optimizer, values, budget.total_steps(task, batch_size))
+
+
+def run_config(task: Task, config: dict[str, Any], budget: Budget, seed: int,
+               on_eval: OnEval | None = None) -> RunResult:
+    """Train ``config`` (as ``configure`` made it) on ``task`` from ``seed``."""
+    options = {k: v for k, v in config.items() if k not in ("optimizer", "lr", "batch_size", "schedule")}
+    optimizer = make_optimizer(config["optimizer"], **options)
+    schedule = None
+    if "schedule" in config:
+        kind = config["schedule"]["kind"]
+        schedule = make_schedule(kind, config["lr"], **{k: v for k, v in config["schedule"].items() if k != "kind"})
+    return train(task, optimizer, schedule, epochs=budget.epochs, batch_size=config.get("batch_size", 1),
+                 seed=seed, eval_every=budget.eval_every, on_eval=on_eval)
+
+
+def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str, Any], seed: int,
+              kind: str) -> RunRecord:
+    """The run's row and curves; the objective is None unless the run completed."""
+    budget = Budget.of(spec)
+    train_loss = result.train_loss
+    record = RunRecord(kind=kind, seed=seed, state="COMPLETE", params=config, wall_time=result.wall_time,
+                       steps=result.steps, samples=result.samples, diverged_at=result.diverged_at)
+    if budget.synthetic:
+        finals = np.asarray(result.evals.get("loss", [np.nan]))
+        record.final_train_loss = finite(finals[-1])
+        record.best_train_loss = finite(np.nanmin(train_loss)) if len(train_loss) else None
+    else:
+        per_epoch = task.steps_per_epoch(config.get("batch_size", 1)) if config["optimizer"] != "lbfgs" else 1
+        full = len(train_loss) // per_epoch * per_epoch
+        epoch_means = train_loss[:full].reshape(-1, per_epoch).mean(axis=1) if full else np.array([np.nan])
+        record.final_train_loss = finite(epoch_means[-1])
+        record.best_train_loss = finite(np.nanmin(epoch_means)) if np.isfinite(epoch_means).any() else None
+        if result.evals.get("val_loss"):
+            record.final_val_loss = finite(result.evals["val_loss"][-1])
+            record.best_val_loss = finite(min(result.evals["val_loss"]))
+            record.final_val_accuracy = finite(result.evals["val_accuracy"][-1])
+    record.curves = _curves(result)
+    if result.diverged:
+        record.state = "DIVERGED"
+    elif result.stopped_early:
+        record.state = "PRUNED"
+    else:
+        record.objective = objective_value(spec, record, train_loss, budget.total_steps(task, config.get("batch_size", 1)))
+        if record.objective is None:
+            record.state = "DIVERGED"
+    return record
+
+
+def objective_value(spec: Experiment, record: RunRecord, train_loss: np.ndarray, total_steps: int) -> float | None:
+    """The number Optuna minimises (see the objective names in tuner.spec).
+
+    steps_to_target: the first step whose training loss is <= target; a run that never gets
+    there scores ``total_steps * (1 + log10(final / target))``, so nearer misses rank better.
+    """
+    name = spec.objective.name
+    if name == "final_val_loss":
+        return record.final_val_loss
+    if name == "best_val_loss":
+        return record.best_val_loss
+    if name == "final_train_loss":
+        return record.final_train_loss
+    if name == "train_auc":
+        return finite(np.mean(train_loss))
+    target = spec.objective.target
+    hits = np.flatnonzero(train_loss <= target)
+    if len(hits):
+        return float(hits[0])
+    final = record.final_train_loss
+    return None if final is None else float(total_steps * (1.0 + np.log10(final / target)))
+
+
+def _curves(result: RunResult) -> dict:
+    eval_steps = np.asarray(result.eval_steps, dtype=float)
+    eval_seconds = np.asarray(result.eval_seconds, dtype=float)
+    steps = np.arange(len(result.train_loss))
+    # the hot loop keeps no per-step clock: seconds of a step are interpolated between evaluations
+    seconds = np.interp(steps, np.r_[0.0, eval_steps], np.r_[0.0, eval_seconds]) if len(eval_steps) else steps * 0.0
+    curves = {"train_loss": downsample(steps, seconds, result.train_loss)}
+    for series, values in result.evals.items():
+        curves[series] = downsample(eval_steps, eval_seconds, np.asarray(values, dtype=float))
+    return curves
+
+
+def make_objective(
+    spec: Experiment,
+    optimizer: str,
+    space: list[Param],
+    task: Task,
+    save: Callable[[RunRecord], Any],
+    should_stop: Callable[[], bool],
+) -> Callable[[optuna.Trial], float]:
+    """The function ``study.optimize`` calls: one trial of ``optimizer`` on ``task``."""
+    budget = Budget.of(spec)
+    pruning = spec.pruner != "none"
+
+    def objective(trial: optuna.Trial) -> float:
+        config = configure(optimizer, suggest(trial, space), task, budget)
+        seed = trial.number
+        evaluations = [0]
+        abandoned = [False]
+
+        def on_eval(epoch: int, step: int, metrics: dict[str, float]) -> bool:
+            if should_stop():
+                abandoned[0] = True
+                return True
+            evaluations[0] += 1
+            if pruning:
+                value = metrics.get("val_loss", metrics.get("loss"))
+                if value is not None and np.isfinite(value):
+                    trial.report(float(value), evaluations[0])
+                    return trial.should_prune()
+            return False
+
+        result = run_config(task, config, budget, seed, on_eval)
+        if abandoned[0]:
+            raise Abandoned("the worker was stopped during this trial")
+        record = summarize(spec, task, result, config, seed, kind="trial")
+        record.optuna_trial_id = trial._trial_id
+        record.trial_number = trial.number
+        save(record)
+        if record.state == "DIVERGED":
+            trial.set_user_attr("diverged_at", record.diverged_at if record.diverged_at is not None else record.steps)
+            raise optuna.TrialPruned(f"diverged at step {record.diverged_at}")
+        if record.state == "PRUNED":
+            raise optuna.TrialPruned(f"pruned after {evaluations[0]} evaluations")
+        return record.objective
+
+    return objective

@@ -1,0 +1,167 @@
+"""The study file (``studies/*.yaml``), validated with pydantic.
+
+    name: quickstart                     # the experiment's name
+    task: {name: mlp, options: {hidden_sizes: [64]}}
+    optimizers: [sgd, {name: adam, space: {lr: {low: 1e-4, high: 1e-1}, eps: null}}]
+    samplers: [random, {name: tpe, seed: 1}]
+    trials: 30                           # per study; one study per optimizer, sampler, repeat
+    repeats: 1
+    budget: {epochs: 10}                 # data tasks count epochs, synthetic ones steps
+    objective: final_val_loss            # or {name: steps_to_target, target: 1e-3}
+    pruner: none                         # median, hyperband
+    reevaluate: 5                        # fresh seeds for each study's best configuration
+    storage: sqlite:///tuner.db          # optional; --storage and TUNER_STORAGE win
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tuner.errors import ConfigError, from_validation_error
+from tuner.optim import OPTIMIZERS
+from tuner.space import Param, grid_space, resolve
+from tuner.tasks import TASKS, is_synthetic, task_options
+
+OptimizerName = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"]
+SamplerName = Literal["random", "tpe", "cmaes", "qmc", "grid"]
+ObjectiveName = Literal["final_val_loss", "best_val_loss", "final_train_loss", "train_auc", "steps_to_target"]
+VALIDATION_OBJECTIVES = ("final_val_loss", "best_val_loss")
+assert set(OptimizerName.__args__) == set(OPTIMIZERS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _named(value: Any) -> Any:
+    """Allow ``adam`` as shorthand for ``{name: adam}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class TaskSpec(_Strict):
+    name: str
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known(self) -> "TaskSpec":
+        if self.name not in TASKS:
+            raise ValueError(f"task.name={self.name!r} is unknown; allowed: {', '.join(TASKS)}")
+        task_options(self.name, self.options)
+        return self
+
+
+class OptimizerSpec(_Strict):
+    name: OptimizerName
+    space: dict[str, Any] = {}
+
+
+class SamplerSpec(_Strict):
+    name: SamplerName
+    seed: int = Field(0, ge=0)
+    grid_points: int = Field(4, ge=2, le=100, description="values per searched parameter (grid only)")
+
+
+class Budget(_Strict):
+    epochs: int | None = Field(None, gt=0, le=100_000)
+    steps: int | None = Field(None, gt=0, le=100_000_000)
+    eval_every: int = Field(1, gt=0, description="epochs (data tasks) or steps (synthetic) between evaluations")
+
+
+class ObjectiveSpec(_Strict):
+    name: ObjectiveName = "final_val_loss"
+    target: float | None = Field(None, gt=0, description="loss to reach, for steps_to_target")
+
+    @model_validator(mode="after")
+    def _target(self) -> "ObjectiveSpec":
+        if (self.name == "steps_to_target") != (self.target is not None):
+            raise ValueError("target is required by steps_to_target and allowed only there")
+        return self
+
+
+class Experiment(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    task: TaskSpec
+    optimizers: list[OptimizerSpec] = Field(min_length=1)
+    samplers: list[SamplerSpec] = Field(min_length=1)
+    trials: int = Field(gt=0, le=1_000_000)
+    repeats: int = Field(1, gt=0, le=1000)
+    budget: Budget
+    objective: ObjectiveSpec = ObjectiveSpec()
+    pruner: Literal["none", "median", "hyperband"] = "none"
+    reevaluate: int = Field(5, ge=0, le=1000, description="fresh seeds re-running each study's best configuration")
+    storage: str | None = None
+
+    _named_lists = field_validator("optimizers", "samplers", mode="before")(
+        lambda v: [_named(item) for item in v] if isinstance(v, list) else v
+    )
+    _named_objective = field_validator("objective", mode="before")(_named)
+
+    @field_validator("storage")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from tuner.storage.engine import check_url
+
+            check_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Experiment":
+        for kind, items in (("optimizers", [o.name for o in self.optimizers]), ("samplers", [s.name for s in self.samplers])):
+            if len(set(items)) != len(items):
+                raise ValueError(f"{kind}: each name may appear once; got {items}")
+        synthetic = is_synthetic(self.task.name)
+        if synthetic and (self.budget.steps is None or self.budget.epochs is not None):
+            raise ValueError(f"budget: task {self.task.name!r} is synthetic and counts steps; allowed: budget.steps only")
+        if not synthetic and (self.budget.epochs is None or self.budget.steps is not None):
+            raise ValueError(f"budget: task {self.task.name!r} trains on data and counts epochs; allowed: budget.epochs only")
+        if synthetic and self.objective.name in VALIDATION_OBJECTIVES:
+            raise ValueError(
+                f"objective={self.objective.name!r} needs validation data, which task {self.task.name!r} has not; "
+                "allowed: final_train_loss, train_auc, steps_to_target"
+            )
+        for optimizer in self.optimizers:
+            space = self.space(optimizer.name)
+            if any(s.name == "grid" for s in self.samplers):
+                grid_space(space, 2)
+        return self
+
+    def space(self, optimizer: str) -> list[Param]:
+        """The resolved search space of ``optimizer``."""
+        index = [o.name for o in self.optimizers].index(optimizer)
+        spec = self.optimizers[index]
+        return resolve(spec.name, spec.space, data_task=not is_synthetic(self.task.name),
+                       where=f"optimizers.{index}.space")
+
+    @property
+    def evaluations(self) -> int:
+        """How many times a full-budget run is evaluated."""
+        length = self.budget.epochs or self.budget.steps
+        return -(-length // self.budget.eval_every)
+
+
+def parse_experiment(data: Any, source: str = "study file") -> Experiment:
+    """Validate parsed YAML; ConfigError lists every problem as ``field.path=value: allowed``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields (name, task, optimizers, ...); got {type(data).__name__}")
+    try:
+        return Experiment(**data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate a study file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read study file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_experiment(data, str(path))

@@ -1,0 +1,61 @@
+"""What a finished training run leaves behind, ready for one bulk write."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_POINTS = 500
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One series: x as steps and seconds since the run started, y as values (None if not finite)."""
+
+    steps: list[int]
+    seconds: list[float]
+    values: list[float | None]
+
+
+@dataclass
+class RunRecord:
+    """A row of tuner_runs and its curves."""
+
+    kind: str
+    seed: int
+    state: str
+    params: dict[str, Any]
+    wall_time: float
+    steps: int
+    samples: int
+    objective: float | None = None
+    final_train_loss: float | None = None
+    best_train_loss: float | None = None
+    final_val_loss: float | None = None
+    best_val_loss: float | None = None
+    final_val_accuracy: float | None = None
+    diverged_at: int | None = None
+    optuna_trial_id: int | None = None
+    trial_number: int | None = None
+    source_run_id: int | None = None
+    curves: dict[str, Curve] = field(default_factory=dict)
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` as a float, or None when missing or not finite (SQL and JSON take no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def downsample(steps: np.ndarray, seconds: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -> Curve:
+    """At most ``limit`` evenly spaced points, always the first and the last."""
+    n = len(values)
+    keep = np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+    return Curve(
+        steps=[int(s) for s in np.asarray(steps)[keep]],
+        seconds=[round(float(t), 6) for t in np.asarray(seconds)[keep]],
+        values=[finite(v) for v in np.asarray(values, dtype=float)[keep]],
+    )

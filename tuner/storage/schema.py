@@ -1,0 +1,100 @@
+"""tuner's tables, beside Optuna's own in the same database. Changed only by migrations.
+
+tuner_experiments   one row per study file name: the validated spec as JSON
+tuner_studies       one row per Optuna study: experiment, optimizer, sampler, repeat, budget
+tuner_runs          one row per finished training run: a trial (kind 'trial', keyed by Optuna's
+                    trial id) or a re-evaluation of a study's best trial on a fresh seed
+                    (kind 'reevaluation', source_run_id = that trial's run)
+tuner_curves        one row per run and series (train_loss, val_loss, val_accuracy, loss):
+                    JSON arrays of step, seconds and value, at most about 500 points
+tuner_best_configs  view: the best configuration per experiment, optimizer and sampler
+"""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+RUN_STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL")
+"""COMPLETE and PRUNED as Optuna's; DIVERGED: a non-finite or exploding loss (Optuna: PRUNED);
+FAIL: the run's Optuna trial was failed afterwards (e.g. its worker died before telling)."""
+
+experiments = Table(
+    "tuner_experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(512), nullable=False, unique=True),
+    Column("task", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+studies = Table(
+    "tuner_studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("tuner_experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("study_name", String(512), nullable=False, unique=True),
+    Column("optimizer", String(32), nullable=False),
+    Column("sampler", String(32), nullable=False),
+    Column("repeat", Integer, nullable=False),
+    Column("n_trials", Integer, nullable=False),
+    UniqueConstraint("experiment_id", "optimizer", "sampler", "repeat", name="uq_tuner_studies_slot"),
+)
+
+runs = Table(
+    "tuner_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id", Integer, ForeignKey("tuner_studies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("optuna_trial_id", Integer, unique=True),
+    Column("trial_number", Integer),
+    Column("source_run_id", Integer, ForeignKey("tuner_runs.id", ondelete="CASCADE"), index=True),
+    Column("seed", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("objective", Float),
+    Column("final_train_loss", Float),
+    Column("best_train_loss", Float),
+    Column("final_val_loss", Float),
+    Column("best_val_loss", Float),
+    Column("final_val_accuracy", Float),
+    Column("params", JSON, nullable=False),
+    Column("wall_time", Float, nullable=False),
+    Column("steps", BigInteger, nullable=False),
+    Column("samples", BigInteger, nullable=False),
+    Column("diverged_at", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source_run_id", "seed", name="uq_tuner_runs_reevaluation"),
+)
+
+curves = Table(
+    "tuner_curves",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("tuner_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("series", String(32), nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("seconds", JSON, nullable=False),
+    Column("values", JSON, nullable=False),
+    UniqueConstraint("run_id", "series", name="uq_tuner_curves_series"),
+)
+
+BEST_CONFIGS_VIEW = "tuner_best_configs"
+"""Per experiment, optimizer and sampler: the completed trial whose configuration did best on
+re-evaluation (lowest mean objective over fresh seeds), or, before any re-evaluation, the best
+trial. Columns: experiment, optimizer, sampler, repeat, trial_number, run_id, trial_objective,
+reeval_mean, reeval_min, reeval_max, reeval_count, reeval_diverged, params. Its SQL lives in the
+migration that creates it (plain SQL: SQLite >= 3.25, PostgreSQL, MariaDB >= 10.2)."""

@@ -1,0 +1,171 @@
+"""The Store: Optuna's storage and tuner's tables over one engine. The only module that writes SQL."""
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import InMemoryStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy import Engine, create_engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from tuner.errors import ConfigError
+from tuner.spec import Experiment
+from tuner.storage import schema
+from tuner.storage.engine import configure_sqlite, engine_kwargs, is_sqlite
+from tuner.storage.migrate import upgrade
+from tuner.storage.records import RunRecord
+
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20
+MAX_RETRY = 3
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One Optuna study of an experiment."""
+
+    id: int
+    study_name: str
+    optimizer: str
+    sampler: str
+    repeat: int
+    n_trials: int
+
+
+def study_name(experiment: str, optimizer: str, sampler: str, repeat: int) -> str:
+    """The Optuna study name: readable in ``optuna studies``."""
+    return f"{experiment}/{optimizer}/{sampler}/{repeat}"
+
+
+class StaleTrialCallback:
+    """A worker died mid-trial: mark its run row (if written) FAIL, then let Optuna retry the trial."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._store.mark_trial_failed(trial._trial_id)
+        self._retry(study, trial)
+
+
+class Store:
+    """One database as tuner uses it. ``Store.open(url)`` migrates tuner's tables on the way."""
+
+    def __init__(self, optuna_storage: optuna.storages.BaseStorage, engine: Engine, url: str) -> None:
+        self.optuna = optuna_storage
+        self.engine = engine
+        self.url = url
+        self.shared = url != "memory"  # other processes may write: count their trials in flight
+        upgrade(engine)
+
+    @classmethod
+    def open(cls, url: str, *, heartbeat: bool = True) -> "Store":
+        """A writer on ``url`` with Optuna's heartbeat and retry of stale trials."""
+        store = cls.__new__(cls)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs(url),
+                heartbeat_interval=HEARTBEAT_INTERVAL_S if heartbeat else None,
+                grace_period=GRACE_PERIOD_S if heartbeat else None,
+                heartbeat_stale_trial_callback=StaleTrialCallback(store) if heartbeat else None,
+            )
+        if is_sqlite(url):
+            configure_sqlite(storage.engine)
+        cls.__init__(store, storage, storage.engine, url)
+        return store
+
+    @classmethod
+    def memory(cls) -> "Store":
+        """Optuna's in-memory storage and an in-memory SQLite for tuner's tables (one process)."""
+        engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        return cls(InMemoryStorage(), engine, "memory")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # experiments and studies ----------------------------------------------------------------
+    def ensure_experiment(self, spec: Experiment) -> int:
+        """Create the experiment or return the id of the one with the same name and spec."""
+        stored_spec = spec.model_dump(mode="json", exclude={"storage"})
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(schema.experiments.c.id, schema.experiments.c.spec).where(schema.experiments.c.name == spec.name)
+            ).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        return conn.execute(insert(schema.experiments).values(
+                            name=spec.name, task=spec.task.name, spec=stored_spec,
+                            created_at=dt.datetime.now(dt.UTC),
+                        )).inserted_primary_key[0]
+                except IntegrityError:  # another launcher created it just now
+                    row = conn.execute(select(schema.experiments.c.id, schema.experiments.c.spec)
+                                       .where(schema.experiments.c.name == spec.name)).one()
+        if row.spec != stored_spec:
+            changed = sorted(k for k in stored_spec.keys() | row.spec.keys() if stored_spec.get(k) != row.spec.get(k))
+            raise ConfigError(
+                f"experiment {spec.name!r} already exists with a different study file (changed: "
+                f"{', '.join(changed)}); give it a new name to start another experiment"
+            )
+        return row.id
+
+    def ensure_studies(self, spec: Experiment, experiment_id: int) -> list[StudyRow]:
+        """One Optuna study and one tuner_studies row per optimizer, sampler and repeat (idempotent)."""
+        rows = []
+        for optimizer in spec.optimizers:
+            for sampler in spec.samplers:
+                for repeat in range(spec.repeats):
+                    name = study_name(spec.name, optimizer.name, sampler.name, repeat)
+                    optuna.create_study(storage=self.optuna, study_name=name, direction="minimize",
+                                        load_if_exists=True)
+                    rows.append(self._ensure_study_row(experiment_id, name, optimizer.name, sampler.name,
+                                                       repeat, spec.trials))
+        return rows
+
+    def _ensure_study_row(self, experiment_id: int, name: str, optimizer: str, sampler: str,
+                          repeat: int, n_trials: int) -> StudyRow:
+        table = schema.studies
+        values = dict(experiment_id=experiment_id, study_name=name, optimizer=optimizer, sampler=sampler,
+                      repeat=repeat, n_trials=n_trials)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(table.c.id).where(table.c.study_name == name)).scalar()
+            if found is None:
+                try:
+                    with conn.begin_nested():
+                        found = conn.execute(insert(table).values(**values)).inserted_primary_key[0]
+                except IntegrityError:
+                    found = conn.execute(select(table.c.id).where(table.c.study_name == name)).scalar_one()
+        return StudyRow(found, name, optimizer, sampler, repeat, n_trials)
+
+    # runs -----------------------------------------------------------------------------------
+    def save_run(self, study_id: int, record: RunRecord) -> int | None:
+        """Write a run and its curves in one transaction. A re-evaluation already stored
+        (same source run and seed) is skipped and None returned."""
+        row = {k: v for k, v in vars(record).items() if k != "curves"}
+        row.update(study_id=study_id, created_at=dt.datetime.now(dt.UTC))
+        try:
+            with self.engine.begin() as conn:
+                run_id = conn.execute(insert(schema.runs).values(**row)).inserted_primary_key[0]
+                if record.curves:
+                    conn.execute(insert(schema.curves), [
+                        {"run_id": run_id, "series": series, "steps": c.steps, "seconds": c.seconds, "values": c.values}
+                        for series, c in record.curves.items()
+                    ])
+        except IntegrityError:
+            if record.kind == "reevaluation":
+                return None
+            raise
+        return run_id
+
+    def mark_trial_failed(self, optuna_trial_id: int) -> None:
+        """The Optuna trial behind a run was failed: so is the run."""
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.runs).where(schema.runs.c.optuna_trial_id == optuna_trial_id)
+                         .values(state="FAIL"))

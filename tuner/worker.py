@@ -1,0 +1,180 @@
+"""Workers: take trials from the study furthest behind its budget until the budget is met.
+
+Optuna's storage is the only coordination: a worker counts finished runs (tuner_runs) and
+trials in flight (Optuna's RUNNING), picks the study with the fewest, and runs one trial
+there with ``study.optimize`` (which also fails stale trials and re-queues them through the
+heartbeat callback). Every study ends with at least its trial count finished, and at most
+``workers - 1`` more. SIGINT and SIGTERM ask a worker to stop: its current trial is
+abandoned at the next evaluation (Optuna state FAIL, run again on resume) and it exits.
+"""
+
+import logging
+import os
+import signal
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from threadpoolctl import threadpool_limits
+
+from tuner.objective import make_objective
+from tuner.spec import Experiment, SamplerSpec
+from tuner.space import Param, grid_space
+from tuner.storage import queries
+from tuner.storage.queries import DONE_STATES
+from tuner.storage.store import Store, StudyRow
+from tuner.tasks import Task, make_task
+
+WAIT_S = 1.0
+
+
+class StopFlag:
+    """Set by SIGINT or SIGTERM; checked between evaluations, never inside a write."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+        return self
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def make_sampler(spec: SamplerSpec, space: list[Param], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for ``spec``; random search is the baseline."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if spec.name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if spec.name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                              n_startup_trials=min(10, max(3, n_trials // 5)))
+        if spec.name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
+                                                n_startup_trials=min(5, max(1, n_trials // 10)))
+        if spec.name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        return optuna.samplers.GridSampler(grid_space(space, spec.grid_points), seed=seed)
+
+
+def make_pruner(spec: Experiment) -> optuna.pruners.BasePruner:
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.evaluations, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
+    """Distinct per study and, except for QMC and grid (coordinated through the storage), per worker."""
+    optimizer_index = [o.name for o in spec.optimizers].index(row.optimizer)
+    shared = sampler.name in ("qmc", "grid")
+    entropy = [sampler.seed, row.repeat, optimizer_index, 0 if shared else worker]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def next_study(store: Store, experiment_id: int, rows: list[StudyRow]) -> StudyRow | None | str:
+    """The study furthest behind; "wait" if every open slot is in flight; None when all are done."""
+    done = queries.run_states(store.engine, experiment_id)
+    running = queries.optuna_states(store.engine, [r.study_name for r in rows]) if store.shared else {}
+    best, best_share, unfinished = None, None, False
+    for row in rows:
+        finished = sum(done.get(row.id, {}).get(state, 0) for state in DONE_STATES)
+        if finished >= row.n_trials:
+            continue
+        unfinished = True
+        taken = finished + running.get(row.study_name, {}).get("RUNNING", 0)
+        if taken < row.n_trials and (best_share is None or taken / row.n_trials < best_share):
+            best, best_share = row, taken / row.n_trials
+    if best is not None:
+        return best
+    return "wait" if unfinished else None
+
+
+def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
+               should_stop: Callable[[], bool] = lambda: False,
+               on_trial: Callable[[], None] | None = None) -> int:
+    """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop."""
+    experiment_id, spec = queries.experiment(store.engine, experiment_name)
+    rows = queries.studies(store.engine, experiment_id)
+    task = make_task(spec.task.name, spec.task.options)
+    studies: dict[int, tuple[optuna.Study, Callable]] = {}
+    ran = 0
+    while not should_stop() and (max_trials is None or ran < max_trials):
+        row = next_study(store, experiment_id, rows)
+        if row is None:
+            break
+        if row == "wait":
+            time.sleep(WAIT_S)
+            continue
+        if row.id not in studies:
+            studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
+        study, objective = studies[row.id]
+        study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+        ran += 1
+        if on_trial is not None:
+            on_trial()
+    return ran
+
+
+def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,
+                should_stop: Callable[[], bool]) -> tuple[optuna.Study, Callable]:
+    sampler_spec = next(s for s in spec.samplers if s.name == row.sampler)
+    space = spec.space(row.optimizer)
+    study = optuna.load_study(
+        study_name=row.study_name, storage=store.optuna,
+        sampler=make_sampler(sampler_spec, space, sampler_seed(spec, row, sampler_spec, worker), row.n_trials),
+        pruner=make_pruner(spec),
+    )
+    objective = make_objective(spec, row.optimizer, space, task,
+                               save=lambda record: store.save_run(row.id, record), should_stop=should_stop)
+    return study, _catching(objective)
+
+
+def _catching(objective: Callable) -> Callable:
+    """Let a stop or a pruning through; record any other error on the trial before it fails."""
+
+    def wrapped(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+
+    return wrapped
+
+
+def quiet_optuna() -> None:
+    """Workers report through tuner's tables; Optuna's per-trial log lines would flood the terminal."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None) -> None:
+    """Entry point of a worker process: one BLAS thread, signals as a stop flag, then work."""
+    stop = StopFlag().install()
+    quiet_optuna()
+    threadpool_limits(limits=1)
+    store = Store.open(url)
+    try:
+        run_worker(store, experiment_name, worker=worker, max_trials=max_trials, should_stop=stop)
+    finally:
+        store.close()
+
+
+def worker_id() -> int:
+    """A number that differs between workers on different hosts and processes."""
+    return hash((socket.gethostname(), os.getpid())) & 0x7FFFFFFF
