@@ -136,13 +136,19 @@ def make_objective(
     task: Task,
     save: Callable[[RunRecord], Any],
     should_stop: Callable[[], bool],
+    sampled: Callable[[], None] = lambda: None,
 ) -> Callable[[optuna.Trial], float]:
-    """The function ``study.optimize`` calls: one trial of ``optimizer`` on ``task``."""
+    """The function ``study.optimize`` calls: one trial of ``optimizer`` on ``task``.
+
+    ``save`` stores the finished run; ``should_stop`` is polled at every evaluation;
+    ``sampled`` runs once the configuration is sampled.
+    """
     budget = Budget.of(spec)
     pruning = spec.pruner != "none"
 
     def objective(trial: optuna.Trial) -> float:
         config = configure(optimizer, suggest(trial, space), task, budget)
+        sampled()  # the parameters reach the database in one write, before training starts
         seed = trial.number
         evaluations = [0]
         abandoned = [False]

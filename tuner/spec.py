@@ -2,6 +2,7 @@
 
     name: quickstart                     # the experiment's name
     task: {name: mlp, options: {hidden_sizes: [64]}}
+    space: {schedule: {choices: [constant, cosine]}}     # for every optimizer that has it
     optimizers: [sgd, {name: adam, space: {lr: {low: 1e-4, high: 1e-1}, eps: null}}]
     samplers: [random, {name: tpe, seed: 1}]
     trials: 30                           # per study; one study per optimizer, sampler, repeat
@@ -13,6 +14,7 @@
     storage: sqlite:///tuner.db          # optional; --storage and TUNER_STORAGE win
 """
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuner.errors import ConfigError, from_validation_error
 from tuner.optim import OPTIMIZERS
-from tuner.space import Param, grid_space, resolve
+from tuner.space import Param, default_space, grid_space, resolve
 from tuner.tasks import TASKS, is_synthetic, task_options
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"]
@@ -29,6 +31,18 @@ SamplerName = Literal["random", "tpe", "cmaes", "qmc", "grid"]
 ObjectiveName = Literal["final_val_loss", "best_val_loss", "final_train_loss", "train_auc", "steps_to_target"]
 VALIDATION_OBJECTIVES = ("final_val_loss", "best_val_loss")
 assert set(OptimizerName.__args__) == set(OPTIMIZERS)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3), as users write it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
+               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
 
 
 class _Strict(BaseModel):
@@ -84,6 +98,7 @@ class Experiment(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     task: TaskSpec
+    space: dict[str, Any] = Field({}, description="overrides for every optimizer that has the parameter")
     optimizers: list[OptimizerSpec] = Field(min_length=1)
     samplers: list[SamplerSpec] = Field(min_length=1)
     trials: int = Field(gt=0, le=1_000_000)
@@ -124,17 +139,27 @@ class Experiment(_Strict):
                 "allowed: final_train_loss, train_auc, steps_to_target"
             )
         for optimizer in self.optimizers:
-            space = self.space(optimizer.name)
+            space = self.search_space(optimizer.name)
             if any(s.name == "grid" for s in self.samplers):
                 grid_space(space, 2)
         return self
 
-    def space(self, optimizer: str) -> list[Param]:
+    def search_space(self, optimizer: str) -> list[Param]:
         """The resolved search space of ``optimizer``."""
         index = [o.name for o in self.optimizers].index(optimizer)
         spec = self.optimizers[index]
-        return resolve(spec.name, spec.space, data_task=not is_synthetic(self.task.name),
-                       where=f"optimizers.{index}.space")
+        data_task = not is_synthetic(self.task.name)
+        known = default_space(spec.name, data_task=data_task)
+        shared = {k: v for k, v in self.space.items() if k in known}
+        for name in self.space:
+            if not any(name in default_space(o.name, data_task=data_task) for o in self.optimizers):
+                raise ConfigError(f"space.{name}: no optimizer of this experiment has this parameter")
+        try:
+            return resolve(spec.name, {**shared, **spec.space}, data_task=data_task, where=f"optimizers.{index}.space")
+        except ConfigError as exc:
+            if any(f"space.{k}" in str(exc) for k in shared if k not in spec.space):
+                raise ConfigError(str(exc).replace(f"optimizers.{index}.space", "space")) from None
+            raise
 
     @property
     def evaluations(self) -> int:
@@ -161,7 +186,7 @@ def load_experiment(path: str | Path) -> Experiment:
     except OSError as exc:
         raise ConfigError(f"cannot read study file {str(path)!r}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_experiment(data, str(path))

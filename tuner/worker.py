@@ -131,14 +131,14 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,
                 should_stop: Callable[[], bool]) -> tuple[optuna.Study, Callable]:
     sampler_spec = next(s for s in spec.samplers if s.name == row.sampler)
-    space = spec.space(row.optimizer)
+    space = spec.search_space(row.optimizer)
     study = optuna.load_study(
         study_name=row.study_name, storage=store.optuna,
         sampler=make_sampler(sampler_spec, space, sampler_seed(spec, row, sampler_spec, worker), row.n_trials),
         pruner=make_pruner(spec),
     )
-    objective = make_objective(spec, row.optimizer, space, task,
-                               save=lambda record: store.save_run(row.id, record), should_stop=should_stop)
+    objective = make_objective(spec, row.optimizer, space, task, save=lambda record: store.save_run(row.id, record),
+                               should_stop=should_stop, sampled=store.flush_params)
     return study, _catching(objective)
 
 

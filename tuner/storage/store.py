@@ -1,5 +1,6 @@
 """The Store: Optuna's storage and tuner's tables over one engine. The only module that writes SQL."""
 
+import copy
 import datetime as dt
 import warnings
 from dataclasses import dataclass
@@ -8,6 +9,10 @@ from typing import Any
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna import distributions
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, create_engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
@@ -41,6 +46,74 @@ def study_name(experiment: str, optimizer: str, sampler: str, repeat: int) -> st
     return f"{experiment}/{optimizer}/{sampler}/{repeat}"
 
 
+class BatchedParamsStorage(RDBStorage):
+    """RDBStorage that writes a trial's sampled parameters in one transaction, not one each.
+
+    ``set_trial_param`` is held back until ``flush_params`` (the objective calls it once
+    sampling is done) or until the trial's state changes, whichever comes first. Optuna's
+    cache in front of this storage already holds the values, so this process sees them at once.
+    And ``Trial`` re-reads the trial just created: it gets the copy ``_create_new_trial`` returned.
+    The first heartbeat is written right after the trial is created, in the worker's thread, so
+    the heartbeat thread (which would write it at once, contending for SQLite's lock) skips it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[tuple] = []
+        self._created: FrozenTrial | None = None
+        self._beaten: set[int] = set()
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        created = super()._create_new_trial(study_id, template_trial)
+        self._created = copy.deepcopy(created)
+        if self.heartbeat_interval is not None and created.state == TrialState.RUNNING:
+            super().record_heartbeat(created._trial_id)
+            self._beaten.add(created._trial_id)
+        return created
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        if trial_id in self._beaten:  # the first beat was written with the trial, in this thread
+            self._beaten.discard(trial_id)
+            return
+        super().record_heartbeat(trial_id)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """The trial just created is handed back as created (Optuna reads it again at once)."""
+        created, self._created = self._created, None
+        if created is not None and created._trial_id == trial_id:
+            return created
+        return super().get_trial(trial_id)
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: Any, previous_distribution: Any) -> None:
+        self._pending.append((trial_id, param_name, param_value_internal, distribution, previous_distribution))
+
+    def flush_params(self) -> None:
+        """One transaction: the trial checked once, then every parameter inserted."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with _create_scoped_session(self.scoped_session, True) as session:
+            checked: set[int] = set()
+            for trial_id, name, value, distribution, previous in pending:
+                if previous is None:  # first sight of this parameter here: Optuna's own full check
+                    self._set_trial_param_without_commit(session, trial_id, name, value, distribution, None)
+                    continue
+                if trial_id not in checked:
+                    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                    self.check_trial_is_updatable(trial_id, trial.state)
+                    checked.add(trial_id)
+                distributions.check_distribution_compatibility(previous, distribution)
+                session.add(models.TrialParamModel(
+                    trial_id=trial_id, param_name=name, param_value=value,
+                    distribution_json=distributions.distribution_to_json(distribution),
+                ))
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        self.flush_params()
+        return super().set_trial_state_values(trial_id, state, values)
+
+
 class StaleTrialCallback:
     """A worker died mid-trial: mark its run row (if written) FAIL, then let Optuna retry the trial."""
 
@@ -69,7 +142,7 @@ class Store:
         store = cls.__new__(cls)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = RDBStorage(
+            storage = BatchedParamsStorage(
                 url,
                 engine_kwargs=engine_kwargs(url),
                 heartbeat_interval=HEARTBEAT_INTERVAL_S if heartbeat else None,
@@ -89,6 +162,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def flush_params(self) -> None:
+        """Write the parameters sampled so far (one transaction); see BatchedParamsStorage."""
+        if isinstance(self.optuna, BatchedParamsStorage):
+            self.optuna.flush_params()
 
     # experiments and studies ----------------------------------------------------------------
     def ensure_experiment(self, spec: Experiment) -> int:

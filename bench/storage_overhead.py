@@ -1,0 +1,84 @@
+"""What storage and bookkeeping cost: the quickstart on SQLite vs Optuna's in-memory storage.
+
+One worker runs the whole experiment in this process, alternating SQLite (a fresh file each
+run) and in-memory (Optuna's InMemoryStorage, tuner's tables in an in-memory SQLite); the
+trials are the same in both (same seeds). Prints the median wall times and their ratio
+(target <= 1.10), then trials per minute with 1 and 2 worker processes on SQLite (target:
+2 workers >= 1.8x one).
+
+    python bench/storage_overhead.py [--study studies/quickstart.yaml] [--repeats 3] [--trials N]
+"""
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from tuner.spec import Experiment, load_experiment
+from tuner.storage.store import Store
+from tuner.worker import quiet_optuna, run_worker, worker_process
+
+
+def one_worker(spec: Experiment, store: Store) -> tuple[float, int]:
+    """Seconds and trials to run the experiment's whole budget with one in-process worker."""
+    experiment_id = store.ensure_experiment(spec)
+    store.ensure_studies(spec, experiment_id)
+    start = time.perf_counter()
+    trials = run_worker(store, spec.name)
+    return time.perf_counter() - start, trials
+
+
+def processes(spec: Experiment, url: str, n: int) -> tuple[float, int]:
+    store = Store.open(url)
+    experiment_id = store.ensure_experiment(spec)
+    rows = store.ensure_studies(spec, experiment_id)
+    store.close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=worker_process, args=(url, spec.name, i)) for i in range(n)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(r.n_trials for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default=str(Path(__file__).parent.parent / "studies" / "quickstart.yaml"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=None, help="trials per study (default: the file's)")
+    args = parser.parse_args()
+    spec = load_experiment(args.study)
+    if args.trials:
+        spec = spec.model_copy(update={"trials": args.trials})
+    quiet_optuna()
+    times: dict[str, list[float]] = {"sqlite": [], "memory": []}
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        for r in range(args.repeats):
+            for mode in ("memory", "sqlite") if r % 2 else ("sqlite", "memory"):
+                store = Store.open(f"sqlite:///{tmp}/bench-{r}.db") if mode == "sqlite" else Store.memory()
+                seconds, trials = one_worker(spec, store)
+                store.close()
+                times[mode].append(seconds)
+                print(f"  run {r + 1} {mode:6s}: {seconds:6.2f} s for {trials} trials")
+        sqlite, memory = statistics.median(times["sqlite"]), statistics.median(times["memory"])
+        print(f"{spec.name}: one worker, {trials} trials; median of {args.repeats}")
+        print(f"  SQLite    {sqlite:7.2f} s   ({sqlite / trials * 1e3:.1f} ms per trial)")
+        print(f"  in-memory {memory:7.2f} s   ({memory / trials * 1e3:.1f} ms per trial)")
+        print(f"  ratio SQLite / in-memory: {sqlite / memory:.3f} (target <= 1.10)")
+        rates = {}
+        for n in (1, 2):
+            seconds, trials = processes(spec, f"sqlite:///{tmp}/workers-{n}.db", n)
+            rates[n] = trials / seconds * 60
+            print(f"  {n} worker process(es) on SQLite: {rates[n]:7.1f} trials/min ({trials} trials in {seconds:.1f} s)")
+        print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
+
+
+if __name__ == "__main__":
+    main()
