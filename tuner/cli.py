@@ -1,6 +1,7 @@
 """The ``tuner`` command. User errors print one clear message (exit 2), never a traceback."""
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ def launch(
     storage: StorageOption = None,
 ) -> None:
     """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
+    from tuner.launch import DONE, INTERRUPTED
     from tuner.launch import launch as run_launch
     from tuner.spec import load_experiment
     from tuner.storage.engine import resolve_url
@@ -52,21 +54,14 @@ def launch(
     try:
         spec = load_experiment(study_file)
         url = resolve_url(storage, spec.storage)
-        finished = run_launch(spec, url, workers, console)
+        outcome = run_launch(spec, url, workers, console)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    if not finished:
-        raise typer.Exit(130)
+    if outcome != DONE:
+        raise typer.Exit(130 if outcome == INTERRUPTED else 1)
     if workers:
         _print_best(url, spec.name, per_optimizer=True)
-        console.print(f"\nOpen the dashboard:  tuner dashboard --storage {url}")
-        console.print(f"Query the winners:   tuner best {_quote(spec.name)} --storage {url}")
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {url}")
 
 
 def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,

@@ -38,8 +38,11 @@ class Reevaluation:
     config: dict[str, Any]
 
 
-def launch(spec: Experiment, url: str, workers: int, console: Console) -> bool:
-    """Run the experiment to completion; False if it was interrupted (Ctrl-C)."""
+DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
+
+
+def launch(spec: Experiment, url: str, workers: int, console: Console) -> str:
+    """Run the experiment to completion: DONE, INTERRUPTED (Ctrl-C) or FAILED (a worker crashed)."""
     quiet_optuna()
     store = Store.open(url)
     try:
@@ -48,15 +51,16 @@ def launch(spec: Experiment, url: str, workers: int, console: Console) -> bool:
         console.print(f"experiment [bold]{spec.name}[/]: {len(rows)} studies x {spec.trials} trials "
                       f"on {spec.task.name}, storage {url}")
         if workers == 0:
-            return True
-        if not _run_workers(url, spec, experiment_id, workers, console):
-            return False
+            return DONE
+        outcome = _run_workers(url, spec, experiment_id, workers, console)
+        if outcome != DONE:
+            return outcome
         return _reevaluate(store, spec, experiment_id, workers, console)
     finally:
         store.close()
 
 
-def _run_workers(url: str, spec: Experiment, experiment_id: int, workers: int, console: Console) -> bool:
+def _run_workers(url: str, spec: Experiment, experiment_id: int, workers: int, console: Console) -> str:
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=worker_process, args=(url, spec.name, i), daemon=False)
                  for i in range(workers)]
@@ -71,15 +75,15 @@ def _run_workers(url: str, spec: Experiment, experiment_id: int, workers: int, c
             progress.refresh()
     except KeyboardInterrupt:
         _stop(processes, console)
-        return False
+        return INTERRUPTED
     finally:
         reader.dispose()
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         console.print(f"[red]{len(failed)} worker(s) exited with an error (exit codes {failed}); "
                       "finished trials are kept: run the launch again to go on[/]")
-        return False
-    return True
+        return FAILED
+    return DONE
 
 
 def _stop(processes: list, console: Console) -> None:
@@ -136,10 +140,10 @@ def pending_reevaluations(store: Store, spec: Experiment, experiment_id: int) ->
     ]
 
 
-def _reevaluate(store: Store, spec: Experiment, experiment_id: int, workers: int, console: Console) -> bool:
+def _reevaluate(store: Store, spec: Experiment, experiment_id: int, workers: int, console: Console) -> str:
     jobs = pending_reevaluations(store, spec, experiment_id)
     if not jobs:
-        return True
+        return DONE
     context = multiprocessing.get_context("spawn")
     with Progress(TextColumn("re-evaluation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
@@ -153,10 +157,10 @@ def _reevaluate(store: Store, spec: Experiment, experiment_id: int, workers: int
         except KeyboardInterrupt:
             pool.terminate()
             console.print("\nstopped during re-evaluation; run the same command again to finish it.")
-            return False
+            return INTERRUPTED
         finally:
             pool.join()
-    return True
+    return DONE
 
 
 def _reevaluation_worker_init() -> None:

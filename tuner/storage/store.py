@@ -2,6 +2,7 @@
 
 import copy
 import datetime as dt
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna import distributions
 from optuna.storages._rdb import models
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, create_engine, insert, select, update
@@ -114,6 +116,28 @@ class BatchedParamsStorage(RDBStorage):
         return super().set_trial_state_values(trial_id, state, values)
 
 
+class WorkerCache(_CachedStorage):
+    """Optuna's cache in front of the storage, re-reading a study's new trials at most every 50 ms.
+
+    ``study.ask`` reads them to find WAITING trials and the sampler reads them again a few
+    milliseconds later; the second read only adds what other workers did in between, which
+    the next trial sees anyway.
+    """
+
+    MIN_INTERVAL_S = 0.05
+
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        self._read_at: dict[int, float] = {}
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        now = time.monotonic()
+        if now - self._read_at.get(study_id, -1.0) < self.MIN_INTERVAL_S:
+            return
+        super()._read_trials_from_remote_storage(study_id)
+        self._read_at[study_id] = now
+
+
 class StaleTrialCallback:
     """A worker died mid-trial: mark its run row (if written) FAIL, then let Optuna retry the trial."""
 
@@ -151,7 +175,8 @@ class Store:
             )
         if is_sqlite(url):
             configure_sqlite(storage.engine)
-        cls.__init__(store, storage, storage.engine, url)
+        cls.__init__(store, WorkerCache(storage), storage.engine, url)
+        store.rdb = storage
         return store
 
     @classmethod
@@ -165,8 +190,8 @@ class Store:
 
     def flush_params(self) -> None:
         """Write the parameters sampled so far (one transaction); see BatchedParamsStorage."""
-        if isinstance(self.optuna, BatchedParamsStorage):
-            self.optuna.flush_params()
+        if isinstance(getattr(self, "rdb", None), BatchedParamsStorage):
+            self.rdb.flush_params()
 
     # experiments and studies ----------------------------------------------------------------
     def ensure_experiment(self, spec: Experiment) -> int:

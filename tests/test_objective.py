@@ -1,0 +1,70 @@
+"""Summaries of a run: objective values, divergence, downsampled curves."""
+
+import numpy as np
+import pytest
+
+from tuner.objective import Budget, objective_value, run_config, summarize
+from tuner.spec import parse_experiment
+from tuner.storage.records import MAX_POINTS, RunRecord, downsample
+from tuner.tasks import make_task
+
+DATA = {"name": "x", "task": {"name": "softmax"}, "optimizers": ["adam"], "samplers": ["random"], "trials": 1,
+        "budget": {"epochs": 4}}
+SYNTHETIC = {**DATA, "task": {"name": "quadratic", "options": {"dim": 10}}, "budget": {"steps": 300, "eval_every": 50},
+             "objective": "final_train_loss"}
+ADAM = {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "schedule": {"kind": "constant"}}
+
+
+def run(spec_data: dict, config: dict):
+    spec = parse_experiment(spec_data)
+    task = make_task(spec.task.name, spec.task.options)
+    result = run_config(task, config, Budget.of(spec), seed=3)
+    return spec, task, result, summarize(spec, task, result, config, 3, "trial")
+
+
+def test_data_task_summary_and_curves() -> None:
+    spec, task, result, record = run(DATA, ADAM)
+    assert record.state == "COMPLETE" and record.objective == record.final_val_loss == result.evals["val_loss"][-1]
+    assert record.best_val_loss == min(result.evals["val_loss"])
+    per_epoch = task.steps_per_epoch(64)
+    assert record.final_train_loss == pytest.approx(result.train_loss[-per_epoch:].mean())
+    assert set(record.curves) == {"train_loss", "val_loss", "val_accuracy"}
+    val = record.curves["val_loss"]
+    assert val.steps == [per_epoch * e for e in range(1, 5)] and val.seconds == sorted(val.seconds)
+    assert record.samples == 4 * len(task.data.y_train) and record.steps == 4 * per_epoch
+
+
+@pytest.mark.parametrize("objective", ["best_val_loss", "final_train_loss", "train_auc"])
+def test_objectives(objective: str) -> None:
+    _, _, result, record = run({**DATA, "objective": objective}, ADAM)
+    expected = {"best_val_loss": record.best_val_loss, "final_train_loss": record.final_train_loss,
+                "train_auc": float(np.mean(result.train_loss))}[objective]
+    assert record.objective == pytest.approx(expected)
+
+
+def test_steps_to_target_counts_steps_or_penalises_a_miss() -> None:
+    config = {"optimizer": "momentum", "momentum": 0.5, "lr": 0.02, "schedule": {"kind": "constant"}}
+    spec_data = {**SYNTHETIC, "objective": {"name": "steps_to_target", "target": 1e-3}}
+    _, _, result, record = run(spec_data, config)
+    first = int(np.flatnonzero(result.train_loss <= 1e-3)[0])
+    assert record.objective == first < 300
+    spec = parse_experiment({**spec_data, "objective": {"name": "steps_to_target", "target": 1e-30}})
+    miss = RunRecord(kind="trial", seed=0, state="COMPLETE", params={}, wall_time=0, steps=300, samples=300,
+                     final_train_loss=1e-20)
+    assert objective_value(spec, miss, np.full(300, 1.0), 300) == pytest.approx(300 * (1 + 10))
+
+
+def test_diverged_run_has_no_objective_and_finite_curves() -> None:
+    _, _, result, record = run(DATA, {**ADAM, "optimizer": "sgd", "lr": 1e6})
+    assert record.state == "DIVERGED" and record.objective is None and record.diverged_at == result.diverged_at
+    values = record.curves["train_loss"].values
+    assert values[-1] is None or values[-1] > 100 * values[0]  # non-finite values become None (JSON null)
+
+
+def test_downsample_keeps_first_and_last_and_at_most_the_limit() -> None:
+    n = 12_345
+    curve = downsample(np.arange(n), np.linspace(0, 1, n), np.arange(n, dtype=float))
+    assert len(curve.values) <= MAX_POINTS and curve.steps[0] == 0 and curve.steps[-1] == n - 1
+    assert curve.values[-1] == n - 1
+    short = downsample(np.arange(3), np.zeros(3), np.array([1.0, np.inf, np.nan]))
+    assert short.values == [1.0, None, None]

@@ -1,0 +1,97 @@
+"""Search spaces: scales, conditional schedule parameters, pasteable configurations, grids."""
+
+import math
+
+import optuna
+import pytest
+
+from tuner.objective import Budget, configure, run_config
+from tuner.schedules import make_schedule
+from tuner.space import grid_space, resolve, schedule_config, suggest, to_config
+from tuner.tasks import make_task
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def sample(optimizer: str, overrides: dict, n: int = 40, data_task: bool = True) -> list[tuple[dict, dict]]:
+    space = resolve(optimizer, overrides, data_task=data_task, where="space")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        values = suggest(trial, space)
+        out.append((values, dict(trial.params)))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_betas_are_sampled_as_one_minus_beta_on_a_log_scale() -> None:
+    for values, params in sample("adam", {}):
+        assert values["beta1"] == pytest.approx(1 - params["one_minus_beta1"])
+        assert 0.5 <= values["beta1"] <= 0.999 and 0.9 <= values["beta2"] <= 0.9999
+    space = {p.name: p for p in resolve("adam", {}, data_task=True, where="space")}
+    assert space["beta2"].optuna_name == "one_minus_beta2" and space["lr"].log
+
+
+def test_batch_size_is_a_power_of_two_and_only_for_data_tasks() -> None:
+    for values, params in sample("sgd", {}):
+        assert values["batch_size"] == 2 ** params["log2_batch_size"] and 16 <= values["batch_size"] <= 256
+    assert "batch_size" not in [p.name for p in resolve("sgd", {}, data_task=False, where="s")]
+
+
+def test_schedule_parameters_are_conditional_on_the_schedule() -> None:
+    seen = set()
+    for values, _ in sample("sgd", {}, n=80):
+        seen.add(values["schedule"])
+        conditional = {"step_every", "step_gamma", "decay_to", "inverse_rate", "cosine_floor"} & set(values)
+        expected = {"step": {"step_every", "step_gamma"}, "exponential": {"decay_to"},
+                    "inverse_time": {"inverse_rate"}, "cosine": {"cosine_floor"}, "constant": set()}
+        assert conditional == expected[values["schedule"]]
+    assert seen == {"constant", "step", "exponential", "inverse_time", "cosine"}
+
+
+def test_fixed_and_dropped_parameters_are_not_searched() -> None:
+    for values, params in sample("adamw", {"eps": None, "beta2": 0.99, "schedule": "constant"}, n=5):
+        assert "eps" not in values and values["beta2"] == 0.99
+        assert "one_minus_beta2" not in params and "schedule" not in params
+
+
+def test_config_uses_constructor_arguments_and_an_absolute_schedule() -> None:
+    config = to_config("adam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-7, "batch_size": 64,
+                                "schedule": "cosine", "cosine_floor": 0.1, "warmup": 0.1}, total_steps=1000)
+    assert config == {"optimizer": "adam", "betas": [0.8, 0.99], "eps": 1e-7, "lr": 0.01, "batch_size": 64,
+                      "schedule": {"kind": "cosine", "total_steps": 900, "lr_min": 0.001, "warmup_steps": 100}}
+    assert to_config("lbfgs", {"history_size": 7}, total_steps=10) == {"optimizer": "lbfgs", "history_size": 7}
+
+
+@pytest.mark.parametrize(
+    ("values", "at_end"),
+    [
+        ({"schedule": "exponential", "decay_to": 0.01}, 0.01),
+        ({"schedule": "inverse_time", "inverse_rate": 9.0}, 0.1),
+        ({"schedule": "cosine", "cosine_floor": 0.05}, 0.05),
+        ({"schedule": "step", "step_every": 0.25, "step_gamma": 0.5}, 0.5**4),
+    ],
+)
+def test_relative_schedule_parameters_mean_what_they_say(values: dict, at_end: float) -> None:
+    config = schedule_config(values, lr=1.0, total_steps=400)
+    schedule = make_schedule(config.pop("kind"), 1.0, **config)
+    assert schedule(400) == pytest.approx(at_end, rel=1e-9)
+
+
+def test_every_sampled_configuration_builds_and_trains() -> None:
+    task = make_task("softmax", {})
+    budget = Budget(epochs=1, eval_every=1, synthetic=False)
+    for optimizer in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"):
+        for values, _ in sample(optimizer, {}, n=6):
+            config = configure(optimizer, values, task, budget)
+            result = run_config(task, config, budget, seed=0)
+            assert result.steps > 0
+
+
+def test_grid_space_covers_each_searched_parameter() -> None:
+    space = resolve("momentum", {"schedule": "constant", "batch_size": 32}, data_task=True, where="s")
+    grid = grid_space(space, 3)
+    assert set(grid) == {"lr", "one_minus_momentum"}
+    assert grid["lr"] == pytest.approx([1e-4, 1e-2, 1.0])
+    assert all(isinstance(v, float) for v in grid["lr"]) and math.isclose(grid["one_minus_momentum"][-1], 0.5)
