@@ -76,7 +76,8 @@ def main() -> None:
         for n in (1, 2):
             seconds, trials = processes(spec, f"sqlite:///{tmp}/workers-{n}.db", n)
             rates[n] = trials / seconds * 60
-            print(f"  {n} worker process(es) on SQLite: {rates[n]:7.1f} trials/min ({trials} trials in {seconds:.1f} s)")
+            print(f"  {n} worker process(es) on SQLite: {rates[n]:7.1f} trials/min "
+                  f"({trials} trials in {seconds:.1f} s)")
         print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
 
 

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from tests.helpers import check_consistent, expected_best, run_rows, tuner, write_study
-from tuner.storage import queries, schema
+from tuner.storage import queries
 from tuner.storage.engine import reader_engine
 
 
@@ -89,9 +90,10 @@ def test_status_list_and_optuna_cli_read_the_storage(launched) -> None:
     directory, _, _ = launched
     url = f"sqlite:///{directory}/tuner.db"
     status = tuner("status", "tiny", "--storage", url, cwd=directory)
-    assert status.returncode == 0 and "5/5" in status.stdout and "re-evaluation runs: 8 of 8" in status.stdout
+    assert status.returncode == 0 and re.search(r"[56]/5", status.stdout) and "re-evaluation runs: 8 of 8" in status.stdout
     listing = tuner("list", "--storage", url, cwd=directory).stdout
-    assert "tiny" in listing and "softmax" in listing and "20/20" in listing
+    assert "tiny" in listing and "softmax" in listing
+    assert re.search(r"│ 2[0-4]/20 ", listing), listing  # two workers may overshoot each study by one
     optuna_cli = Path(sys.executable).with_name("optuna")
     studies = subprocess.run([optuna_cli, "studies", "--storage", url], capture_output=True, text=True)
     assert studies.returncode == 0 and "tiny/adam/tpe/0" in studies.stdout

@@ -78,10 +78,23 @@ def test_huge_learning_rate_is_recorded_as_diverged() -> None:
     assert not (run.train_loss[-1] <= 100 * run.train_loss[0])
 
 
-def test_nan_loss_is_divergence_even_at_the_first_step() -> None:
-    task = make_task("quadratic", {"dim": 3})
-    run = train(task, make_optimizer("sgd"), make_schedule("constant", 1e10), epochs=50)
-    assert run.diverged and not math.isfinite(run.train_loss[-1]) or run.train_loss[-1] > 100 * run.train_loss[0]
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_non_finite_loss_is_divergence_even_at_the_first_step(monkeypatch, bad: float) -> None:
+    from tuner.tasks.synthetic import Quadratic
+
+    def broken(self, params, grad):
+        grad[:] = 0.0
+        return bad
+
+    monkeypatch.setattr(Quadratic, "_loss_and_grad", broken)
+    run = train(make_task("quadratic", {"dim": 3}), make_optimizer("sgd"), make_schedule("constant", 0.1), epochs=5)
+    assert run.diverged_at == 0 and run.steps == 0 and len(run.train_loss) == 1
+
+
+def test_loss_far_above_the_first_is_divergence() -> None:
+    run = train(make_task("quadratic", {"dim": 3}), make_optimizer("sgd"), make_schedule("constant", 10.0), epochs=50)
+    assert run.diverged_at is not None and run.diverged_at > 0
+    assert run.train_loss[-1] > 100 * run.train_loss[0] and run.steps == run.diverged_at
 
 
 def test_on_eval_can_stop_the_run_and_sees_every_evaluation() -> None:

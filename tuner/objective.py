@@ -88,7 +88,8 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
     elif result.stopped_early:
         record.state = "PRUNED"
     else:
-        record.objective = objective_value(spec, record, train_loss, budget.total_steps(task, config.get("batch_size", 1)))
+        total_steps = budget.total_steps(task, config.get("batch_size", 1))
+        record.objective = objective_value(spec, record, train_loss, total_steps)
         if record.objective is None:
             record.state = "DIVERGED"
     return record

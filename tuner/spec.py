@@ -125,14 +125,19 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Experiment":
-        for kind, items in (("optimizers", [o.name for o in self.optimizers]), ("samplers", [s.name for s in self.samplers])):
+        names = {"optimizers": [o.name for o in self.optimizers], "samplers": [s.name for s in self.samplers]}
+        for kind, items in names.items():
             if len(set(items)) != len(items):
                 raise ValueError(f"{kind}: each name may appear once; got {items}")
         synthetic = is_synthetic(self.task.name)
         if synthetic and (self.budget.steps is None or self.budget.epochs is not None):
-            raise ValueError(f"budget: task {self.task.name!r} is synthetic and counts steps; allowed: budget.steps only")
+            raise ValueError(
+                f"budget: task {self.task.name!r} is synthetic and counts steps; allowed: budget.steps only"
+            )
         if not synthetic and (self.budget.epochs is None or self.budget.steps is not None):
-            raise ValueError(f"budget: task {self.task.name!r} trains on data and counts epochs; allowed: budget.epochs only")
+            raise ValueError(
+                f"budget: task {self.task.name!r} trains on data and counts epochs; allowed: budget.epochs only"
+            )
         if synthetic and self.objective.name in VALIDATION_OBJECTIVES:
             raise ValueError(
                 f"objective={self.objective.name!r} needs validation data, which task {self.task.name!r} has not; "
@@ -171,7 +176,9 @@ class Experiment(_Strict):
 def parse_experiment(data: Any, source: str = "study file") -> Experiment:
     """Validate parsed YAML; ConfigError lists every problem as ``field.path=value: allowed``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields (name, task, optimizers, ...); got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of fields (name, task, optimizers, ...); got {type(data).__name__}"
+        )
     try:
         return Experiment(**data)
     except ValidationError as exc:

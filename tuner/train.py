@@ -109,10 +109,9 @@ def _train_first_order(
         for batch in task.batches(batch_size, rng):
             loss = task.loss_and_grad(params, batch, grad)
             losses[step] = loss
-            if not loss <= limit:  # also catches NaN
-                if step > 0 or not math.isfinite(loss):
-                    result.diverged_at = step
-                    break
+            if not (loss <= limit and loss < math.inf):  # also false for NaN
+                result.diverged_at = step
+                break
             if step == 0:
                 limit = divergence_factor * max(abs(loss), 1e-12)
             update(params, grad, lrs[step], state)

@@ -23,8 +23,8 @@ from optuna.exceptions import ExperimentalWarning
 from threadpoolctl import threadpool_limits
 
 from tuner.objective import make_objective
-from tuner.spec import Experiment, SamplerSpec
 from tuner.space import Param, grid_space
+from tuner.spec import Experiment, SamplerSpec
 from tuner.storage import queries
 from tuner.storage.queries import DONE_STATES
 from tuner.storage.store import Store, StudyRow

@@ -41,7 +41,9 @@ def check_url(url: str) -> str:
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
         ) from None
     if parsed.get_backend_name() not in DIALECTS:
-        raise ConfigError(f"storage={url!r}: database {parsed.get_backend_name()!r} is not supported; allowed: {', '.join(DIALECTS)}")
+        raise ConfigError(
+            f"storage={url!r}: database {parsed.get_backend_name()!r} is not supported; allowed: {', '.join(DIALECTS)}"
+        )
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(f"storage={url!r}: an in-memory SQLite database cannot be shared by workers; give a file")
     return url

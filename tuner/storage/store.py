@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna import distributions
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna import distributions
-from optuna.storages._rdb import models
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, create_engine, insert, select, update

@@ -25,7 +25,8 @@ def upgrade() -> None:
     op.create_table(
         "tuner_studies",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("tuner_experiments.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("experiment_id", sa.Integer, sa.ForeignKey("tuner_experiments.id", ondelete="CASCADE"),
+                  nullable=False),
         sa.Column("study_name", sa.String(512), nullable=False, unique=True),
         sa.Column("optimizer", sa.String(32), nullable=False),
         sa.Column("sampler", sa.String(32), nullable=False),
