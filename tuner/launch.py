@@ -24,7 +24,7 @@ from tuner.tasks import make_task
 from tuner.worker import quiet_optuna, worker_process
 
 REEVALUATION_SEED = 1_000_000
-"""Re-evaluation seeds start here, far from trial seeds (the trial numbers)."""
+"""Re-evaluation seeds start here, far from the trials' seeds (a study's repeat index)."""
 POLL_S = 0.5
 
 

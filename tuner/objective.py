@@ -135,14 +135,17 @@ def make_objective(
     optimizer: str,
     space: list[Param],
     task: Task,
+    seed: int,
     save: Callable[[RunRecord], Any],
     should_stop: Callable[[], bool],
     sampled: Callable[[], None] = lambda: None,
 ) -> Callable[[optuna.Trial], float]:
     """The function ``study.optimize`` calls: one trial of ``optimizer`` on ``task``.
 
-    ``save`` stores the finished run; ``should_stop`` is polled at every evaluation;
-    ``sampled`` runs once the configuration is sampled.
+    Every trial of a study trains from the same ``seed`` (initial parameters and batch
+    order), so configurations are compared on equal terms; re-evaluation then re-runs the
+    winner on fresh seeds. ``save`` stores the finished run; ``should_stop`` is polled at
+    every evaluation; ``sampled`` runs once the configuration is sampled.
     """
     budget = Budget.of(spec)
     pruning = spec.pruner != "none"
@@ -150,7 +153,6 @@ def make_objective(
     def objective(trial: optuna.Trial) -> float:
         config = configure(optimizer, suggest(trial, space), task, budget)
         sampled()  # the parameters reach the database in one write, before training starts
-        seed = trial.number
         evaluations = [0]
         abandoned = [False]
 

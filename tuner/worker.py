@@ -137,7 +137,8 @@ def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task
         sampler=make_sampler(sampler_spec, space, sampler_seed(spec, row, sampler_spec, worker), row.n_trials),
         pruner=make_pruner(spec),
     )
-    objective = make_objective(spec, row.optimizer, space, task, save=lambda record: store.save_run(row.id, record),
+    objective = make_objective(spec, row.optimizer, space, task, seed=row.repeat,
+                               save=lambda record: store.save_run(row.id, record),
                                should_stop=should_stop, sampled=store.flush_params)
     return study, _catching(objective)
 
