@@ -117,11 +117,12 @@ class BatchedParamsStorage(RDBStorage):
 
 
 class WorkerCache(_CachedStorage):
-    """Optuna's cache in front of the storage, re-reading a study's new trials at most every 50 ms.
+    """Optuna's cache in front of the storage, skipping a re-read of a study within 50 ms.
 
-    ``study.ask`` reads them to find WAITING trials and the sampler reads them again a few
-    milliseconds later; the second read only adds what other workers did in between, which
-    the next trial sees anyway.
+    ``study.ask`` reads a study's new trials to find WAITING ones and the sampler reads them
+    again a few milliseconds later; that second read only adds what other workers did in
+    between, which the next trial sees anyway. A state change made here (``tell``) makes the
+    next read go to the database, so this process always sees its own finished trials.
     """
 
     MIN_INTERVAL_S = 0.05
@@ -137,16 +138,21 @@ class WorkerCache(_CachedStorage):
         super()._read_trials_from_remote_storage(study_id)
         self._read_at[study_id] = now
 
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        self._read_at.clear()
+        return super().set_trial_state_values(trial_id, state, values)
+
 
 class StaleTrialCallback:
     """A worker died mid-trial: mark its run row (if written) FAIL, then let Optuna retry the trial."""
 
-    def __init__(self, store: "Store") -> None:
-        self._store = store
+    def __init__(self) -> None:
+        self.store: Store | None = None
         self._retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self._store.mark_trial_failed(trial._trial_id)
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.store is not None:
+            self.store.mark_trial_failed(trial._trial_id)
         self._retry(study, trial)
 
 
@@ -157,13 +163,14 @@ class Store:
         self.optuna = optuna_storage
         self.engine = engine
         self.url = url
+        self.rdb: BatchedParamsStorage | None = None
         self.shared = url != "memory"  # other processes may write: count their trials in flight
         upgrade(engine)
 
     @classmethod
     def open(cls, url: str, *, heartbeat: bool = True) -> "Store":
         """A writer on ``url`` with Optuna's heartbeat and retry of stale trials."""
-        store = cls.__new__(cls)
+        on_stale = StaleTrialCallback()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             storage = BatchedParamsStorage(
@@ -171,12 +178,13 @@ class Store:
                 engine_kwargs=engine_kwargs(url),
                 heartbeat_interval=HEARTBEAT_INTERVAL_S if heartbeat else None,
                 grace_period=GRACE_PERIOD_S if heartbeat else None,
-                heartbeat_stale_trial_callback=StaleTrialCallback(store) if heartbeat else None,
+                heartbeat_stale_trial_callback=on_stale if heartbeat else None,
             )
         if is_sqlite(url):
             configure_sqlite(storage.engine)
-        cls.__init__(store, WorkerCache(storage), storage.engine, url)
+        store = cls(WorkerCache(storage), storage.engine, url)
         store.rdb = storage
+        on_stale.store = store
         return store
 
     @classmethod
@@ -190,7 +198,7 @@ class Store:
 
     def flush_params(self) -> None:
         """Write the parameters sampled so far (one transaction); see BatchedParamsStorage."""
-        if isinstance(getattr(self, "rdb", None), BatchedParamsStorage):
+        if self.rdb is not None:
             self.rdb.flush_params()
 
     # experiments and studies ----------------------------------------------------------------
