@@ -91,6 +91,25 @@ def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | No
 
 
 @app.command()
+def worker(
+    experiment: Annotated[str, typer.Option("--experiment", help="The experiment to work on.")],
+    storage: StorageOption = None,
+    max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+) -> None:
+    """Join an experiment from any machine: run trials until its budget is met (SIGTERM stops cleanly)."""
+    from tuner.storage.engine import resolve_url
+    from tuner.worker import worker_id, worker_process
+
+    if max_trials is not None and max_trials < 1:
+        raise fail(f"--max-trials={max_trials} is not allowed; allowed: 1 or more")
+    try:
+        ran = worker_process(resolve_url(storage), experiment, worker_id(), max_trials)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"worker done: {ran} trial(s) run")
+
+
+@app.command()
 def best(
     experiment: Annotated[str, typer.Argument(help="The experiment's name (the study file's name).")],
     optimizer: Annotated[str | None, typer.Option(help="Only this optimizer.")] = None,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
+from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
 from tuner.objective import make_objective
@@ -31,6 +32,8 @@ from tuner.storage.store import Store, StudyRow
 from tuner.tasks import Task, make_task
 
 WAIT_S = 1.0
+RETRY_FOR_S = 300.0
+_log = logging.getLogger("tuner.worker")
 
 
 class StopFlag:
@@ -103,29 +106,60 @@ def next_study(store: Store, experiment_id: int, rows: list[StudyRow]) -> StudyR
 
 
 def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
-               should_stop: Callable[[], bool] = lambda: False,
-               on_trial: Callable[[], None] | None = None) -> int:
-    """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop."""
+               should_stop: Callable[[], bool] = lambda: False, retry_for_s: float = RETRY_FOR_S) -> int:
+    """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop.
+
+    A lost database connection is retried with exponential backoff for up to ``retry_for_s``
+    seconds; the trial in flight, if any, is failed by the heartbeat and run again.
+    """
     experiment_id, spec = queries.experiment(store.engine, experiment_name)
     rows = queries.studies(store.engine, experiment_id)
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}
     ran = 0
+    backoff = Backoff(retry_for_s)
     while not should_stop() and (max_trials is None or ran < max_trials):
-        row = next_study(store, experiment_id, rows)
-        if row is None:
-            break
-        if row == "wait":
-            time.sleep(WAIT_S)
+        try:
+            row = next_study(store, experiment_id, rows)
+            if row is None:
+                break
+            if row == "wait":
+                time.sleep(WAIT_S)
+                continue
+            if row.id not in studies:
+                studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
+            study, objective = studies[row.id]
+            study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+        except DBAPIError as exc:
+            if not backoff.wait(exc, should_stop):
+                raise
+            studies.clear()  # reload: Optuna's cache may hold a half-written trial
             continue
-        if row.id not in studies:
-            studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
-        study, objective = studies[row.id]
-        study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+        backoff.reset()
         ran += 1
-        if on_trial is not None:
-            on_trial()
     return ran
+
+
+class Backoff:
+    """Sleeps 0.5 s, 1 s, 2 s, ... (at most 10 s) between retries, for at most ``limit_s`` in all."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.delay, self.since = 0.5, None
+
+    def wait(self, exc: Exception, should_stop: Callable[[], bool]) -> bool:
+        """Sleep before the next try; False once the time is up (or a stop was asked)."""
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since > self.limit_s or should_stop():
+            return False
+        _log.warning("database unavailable (%s); retrying in %.1f s", type(exc.orig or exc).__name__, self.delay)
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 10.0)
+        return True
 
 
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,
@@ -164,14 +198,15 @@ def quiet_optuna() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None) -> None:
+def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None) -> int:
     """Entry point of a worker process: one BLAS thread, signals as a stop flag, then work."""
     stop = StopFlag().install()
     quiet_optuna()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     threadpool_limits(limits=1)
     store = Store.open(url)
     try:
-        run_worker(store, experiment_name, worker=worker, max_trials=max_trials, should_stop=stop)
+        return run_worker(store, experiment_name, worker=worker, max_trials=max_trials, should_stop=stop)
     finally:
         store.close()
 
