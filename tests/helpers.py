@@ -12,6 +12,8 @@ from sqlalchemy import Engine, select
 
 from tuner.storage import queries, schema
 
+REPO = Path(__file__).resolve().parent.parent
+
 TINY = {
     "name": "tiny",
     "task": {"name": "softmax"},
@@ -33,7 +35,7 @@ def write_study(directory: Path, **changes) -> Path:
 
 def tuner(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the tuner command as a user would, in its own process."""
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}  # the checkout under test
     return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env, **kwargs)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.helpers import check_consistent, expected_best, run_rows, tuner, write_study
+from tests.helpers import REPO, check_consistent, expected_best, run_rows, tuner, write_study
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine
 
@@ -117,7 +117,7 @@ def test_ctrl_c_stops_cleanly_and_a_second_launch_resumes(tmp_path) -> None:
     study = write_study(tmp_path, name="interrupted", task={"name": "mlp", "options": {"hidden_sizes": [64]}},
                         trials=12, budget={"epochs": 8})
     url = f"sqlite:///{tmp_path}/tuner.db"
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-m", "tuner", "launch", str(study), "--workers", "2"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)

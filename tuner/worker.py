@@ -80,10 +80,12 @@ def make_pruner(spec: Experiment) -> optuna.pruners.BasePruner:
 
 
 def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
-    """Distinct per study and, except for QMC and grid (coordinated through the storage), per worker."""
+    """Distinct per study (so TPE's random start-up differs from the random baseline) and, except
+    for QMC and grid (coordinated through the storage), per worker."""
     optimizer_index = [o.name for o in spec.optimizers].index(row.optimizer)
+    sampler_index = [s.name for s in spec.samplers].index(sampler.name)
     shared = sampler.name in ("qmc", "grid")
-    entropy = [sampler.seed, row.repeat, optimizer_index, 0 if shared else worker]
+    entropy = [sampler.seed, row.repeat, optimizer_index, sampler_index, 0 if shared else worker]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 

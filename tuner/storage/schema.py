@@ -15,7 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Integer,
     MetaData,
@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+DOUBLE = Double()  # 8 bytes everywhere (a plain Float is 4 bytes on MariaDB)
 
 RUN_STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL")
 """COMPLETE and PRUNED as Optuna's; DIVERGED: a non-finite or exploding loss (Optuna: PRUNED);
@@ -64,14 +65,14 @@ runs = Table(
     Column("source_run_id", Integer, ForeignKey("tuner_runs.id", ondelete="CASCADE"), index=True),
     Column("seed", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
-    Column("objective", Float),
-    Column("final_train_loss", Float),
-    Column("best_train_loss", Float),
-    Column("final_val_loss", Float),
-    Column("best_val_loss", Float),
-    Column("final_val_accuracy", Float),
+    Column("objective", DOUBLE),
+    Column("final_train_loss", DOUBLE),
+    Column("best_train_loss", DOUBLE),
+    Column("final_val_loss", DOUBLE),
+    Column("best_val_loss", DOUBLE),
+    Column("final_val_accuracy", DOUBLE),
     Column("params", JSON, nullable=False),
-    Column("wall_time", Float, nullable=False),
+    Column("wall_time", DOUBLE, nullable=False),
     Column("steps", BigInteger, nullable=False),
     Column("samples", BigInteger, nullable=False),
     Column("diverged_at", BigInteger),

@@ -148,7 +148,9 @@ class StaleTrialCallback:
 
     def __init__(self) -> None:
         self.store: Store | None = None
-        self._retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            self._retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if self.store is not None:

@@ -1,8 +1,9 @@
 """Alembic environment for tuner's tables; run through ``tuner.storage.migrate``.
 
 tuner keeps its revision in ``tuner_alembic_version`` so it never touches Optuna's
-``alembic_version``. On PostgreSQL the upgrade holds an advisory lock, so concurrent
-launchers migrate one at a time; on SQLite the writer engine's BEGIN IMMEDIATE does that.
+``alembic_version``. On PostgreSQL the upgrade holds a transaction advisory lock (on
+MariaDB ``tuner.storage.migrate`` holds a named lock around it), so concurrent launchers
+migrate one at a time; on SQLite the writer engine's BEGIN IMMEDIATE does that.
 """
 
 from alembic import context
@@ -19,6 +20,4 @@ context.configure(connection=connection, target_metadata=metadata, version_table
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-    elif connection.dialect.name in ("mysql", "mariadb"):
-        connection.execute(text("SELECT GET_LOCK('tuner_migrations', 60)"))
     context.run_migrations()
