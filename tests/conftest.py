@@ -30,7 +30,7 @@ def postgres_url():
             pytest.fail("TUNER_TEST_POSTGRES_URL must be set under CI")
         pytest.skip("set TUNER_TEST_POSTGRES_URL to run the PostgreSQL tests")
     name = f"tuner_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a server restart
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:

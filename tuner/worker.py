@@ -125,21 +125,35 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             row = next_study(store, experiment_id, rows)
             if row is None:
                 break
-            if row == "wait":
+            if row == "wait":  # every open slot is in flight: fail those whose worker died
+                for open_row in rows:
+                    if open_row.id not in studies:
+                        studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop)
+                    fail_stale_trials(studies[open_row.id][0])
                 time.sleep(WAIT_S)
                 continue
             if row.id not in studies:
                 studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
             study, objective = studies[row.id]
             study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
-        except DBAPIError as exc:
-            if not backoff.wait(exc, should_stop):
+        except Exception as exc:
+            if not (_lost_database(exc) and backoff.wait(exc, should_stop)):
                 raise
             studies.clear()  # reload: Optuna's cache may hold a half-written trial
             continue
         backoff.reset()
         ran += 1
     return ran
+
+
+def _lost_database(exc: BaseException) -> bool:
+    """Whether a database error is behind ``exc`` (Optuna can mask one: its _run_trial raises
+    UnboundLocalError when the database is gone while it records a trial's state)."""
+    while exc is not None:
+        if isinstance(exc, DBAPIError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class Backoff:
@@ -158,10 +172,17 @@ class Backoff:
         self.since = self.since or now
         if now - self.since > self.limit_s or should_stop():
             return False
-        _log.warning("database unavailable (%s); retrying in %.1f s", type(exc.orig or exc).__name__, self.delay)
+        _log.warning("database unavailable (%s); retrying in %.1f s", type(exc).__name__, self.delay)
         time.sleep(self.delay)
         self.delay = min(self.delay * 2, 10.0)
         return True
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the study's trials whose heartbeat stopped (and re-queue them), as study.optimize does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,

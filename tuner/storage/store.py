@@ -2,6 +2,7 @@
 
 import copy
 import datetime as dt
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, create_engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from tuner.errors import ConfigError
@@ -26,8 +27,9 @@ from tuner.storage.engine import configure_sqlite, engine_kwargs, is_sqlite
 from tuner.storage.migrate import upgrade
 from tuner.storage.records import RunRecord
 
-HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 20
+HEARTBEAT_INTERVAL_S = int(os.environ.get("TUNER_HEARTBEAT_INTERVAL", 5))
+GRACE_PERIOD_S = int(os.environ.get("TUNER_GRACE_PERIOD", 20))
+"""A trial whose worker sent no heartbeat for the grace period is failed and retried (seconds)."""
 MAX_RETRY = 3
 
 
@@ -170,8 +172,21 @@ class Store:
         upgrade(engine)
 
     @classmethod
-    def open(cls, url: str, *, heartbeat: bool = True) -> "Store":
-        """A writer on ``url`` with Optuna's heartbeat and retry of stale trials."""
+    def open(cls, url: str, *, heartbeat: bool = True, attempts: int = 3) -> "Store":
+        """A writer on ``url`` with Optuna's heartbeat and retry of stale trials.
+
+        Two processes creating the tables of a new database at once can collide; the loser
+        finds them made when it tries again.
+        """
+        for attempt in range(1, attempts):
+            try:
+                return cls._open(url, heartbeat)
+            except DBAPIError:
+                time.sleep(0.5 * attempt)
+        return cls._open(url, heartbeat)
+
+    @classmethod
+    def _open(cls, url: str, heartbeat: bool) -> "Store":
         on_stale = StaleTrialCallback()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

@@ -1,0 +1,49 @@
+"""docker-compose.yml is valid and the image it names builds from files in this repository."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+
+def compose_binary() -> str:
+    found = shutil.which("docker-compose")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("docker-compose must be installed under CI (.ci/run installs it)")
+        pytest.skip("docker-compose is not installed")
+    return found
+
+
+def test_compose_file_validates_with_the_example_env(tmp_path) -> None:
+    for name in ("docker-compose.yml", "Dockerfile", ".env.example"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    result = subprocess.run([compose_binary(), "config"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == {"db", "launch", "worker"}
+    assert services["db"]["image"].startswith("postgres:16") and "healthcheck" in services["db"]
+    assert services["worker"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["worker"]["environment"]["TUNER_STORAGE"].startswith("postgresql+psycopg://tuner:change-me@db:5432/")
+    assert "pgdata" in config["volumes"]
+
+
+def test_compose_refuses_to_start_without_a_password(tmp_path) -> None:
+    shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    result = subprocess.run([compose_binary(), "config"], cwd=tmp_path, capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("POSTGRES")})
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    sources = [s for line in re.findall(r"^COPY (.+)$", dockerfile, re.M) for s in line.split()[:-1]]
+    assert sources and all((REPO / s).exists() for s in sources), sources
+    assert ".env" in (REPO / ".gitignore").read_text()
