@@ -13,57 +13,43 @@ def optional_torch():
     return torch
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards.
-
-    Reads the server from TUNER_TEST_POSTGRES_URL; skips without it, except under CI=true.
-    """
+def fresh_database(variable: str, create: str, drop: str):
+    """Yield the URL of a new database on the server named by the environment ``variable``;
+    drop it afterwards. Skipped without the variable, except under CI=true."""
     import uuid
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    base = os.environ.get("TUNER_TEST_POSTGRES_URL")
+    base = os.environ.get(variable)
     if not base:
         if os.environ.get("CI") == "true":
-            pytest.fail("TUNER_TEST_POSTGRES_URL must be set under CI")
-        pytest.skip("set TUNER_TEST_POSTGRES_URL to run the PostgreSQL tests")
+            pytest.fail(f"{variable} must be set under CI")
+        pytest.skip(f"set {variable} to run these tests")
     name = f"tuner_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a server restart
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(create.format(name=name)))
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(drop.format(name=name)))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database (TUNER_TEST_POSTGRES_URL)."""
+    yield from fresh_database("TUNER_TEST_POSTGRES_URL", 'CREATE DATABASE "{name}"',
+                              'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def mysql_url():
-    """A fresh MariaDB/MySQL database for one test (TUNER_TEST_MYSQL_URL; skipped without it, except under CI)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = os.environ.get("TUNER_TEST_MYSQL_URL")
-    if not base:
-        if os.environ.get("CI") == "true":
-            pytest.fail("TUNER_TEST_MYSQL_URL must be set under CI")
-        pytest.skip("set TUNER_TEST_MYSQL_URL to run the MariaDB tests")
-    name = f"tuner_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    """A fresh MariaDB/MySQL database (TUNER_TEST_MYSQL_URL)."""
+    yield from fresh_database("TUNER_TEST_MYSQL_URL", "CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+                              "DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture(params=["postgres", "mariadb"])

@@ -1,12 +1,17 @@
 """tuner's schema comes from its migrations, matches the table definitions, and coexists with Optuna's."""
 
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import insert, inspect, text
 
 from tuner.storage import schema
 from tuner.storage.engine import writer_engine
-from tuner.storage.migrate import upgrade
+from tuner.storage.migrate import MIGRATIONS, upgrade
 from tuner.storage.store import Store
 
 
@@ -18,8 +23,60 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path) -> None:
         context = MigrationContext.configure(conn, opts={"version_table": "tuner_alembic_version"})
         diff = [d for d in compare_metadata(context, schema.metadata) if "tuner_" in str(d)]
         assert diff == []
-        assert conn.execute(text("SELECT version_num FROM tuner_alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM tuner_alembic_version")).scalar() == HEAD
     assert schema.BEST_CONFIGS_VIEW in inspect(engine).get_view_names()
+
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def populate(engine) -> None:
+    """Two slots: one decided by its re-evaluations (the trial with the worse own objective wins),
+    one without re-evaluations (the lowest objective wins, ties to the first run)."""
+    now = datetime.now(UTC)
+    run = {"params": {}, "wall_time": 1.0, "steps": 10, "samples": 10, "created_at": now, "kind": "trial",
+           "state": "COMPLETE", "trial_number": None, "source_run_id": None}
+    with engine.begin() as conn:
+        conn.execute(insert(schema.experiments).values(id=1, name="e", task="quadratic", spec={}, created_at=now))
+        conn.execute(insert(schema.studies), [
+            {"id": 1, "experiment_id": 1, "study_name": "a", "optimizer": "adam", "sampler": "tpe", "repeat": 0,
+             "n_trials": 3},
+            {"id": 2, "experiment_id": 1, "study_name": "b", "optimizer": "sgd", "sampler": "tpe", "repeat": 0,
+             "n_trials": 3}])
+        conn.execute(insert(schema.runs), [
+            {**run, "id": 1, "study_id": 1, "trial_number": 0, "seed": 0, "objective": 0.1},
+            {**run, "id": 2, "study_id": 1, "trial_number": 1, "seed": 1, "objective": 0.2},
+            {**run, "id": 3, "study_id": 1, "trial_number": 2, "seed": 2, "objective": 0.3, "state": "DIVERGED"},
+            {**run, "id": 4, "study_id": 1, "kind": "reevaluation", "source_run_id": 1, "seed": 9, "objective": 0.9},
+            {**run, "id": 5, "study_id": 1, "kind": "reevaluation", "source_run_id": 2, "seed": 9, "objective": 0.4},
+            {**run, "id": 6, "study_id": 1, "kind": "reevaluation", "source_run_id": 2, "seed": 8, "objective": 0.6},
+            {**run, "id": 7, "study_id": 1, "kind": "reevaluation", "source_run_id": 2, "seed": 7, "objective": None,
+             "state": "DIVERGED"},
+            {**run, "id": 8, "study_id": 2, "trial_number": 0, "seed": 0, "objective": 0.5},
+            {**run, "id": 9, "study_id": 2, "trial_number": 1, "seed": 1, "objective": 0.5},
+            {**run, "id": 10, "study_id": 2, "trial_number": 2, "seed": 2, "objective": 0.7}])
+
+
+def best_rows(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT optimizer, run_id, reeval_mean, reeval_min, reeval_max, reeval_count, reeval_diverged"
+            " FROM tuner_best_configs ORDER BY optimizer"))]
+
+
+def test_every_revision_of_the_view_ranks_the_same_way_and_downgrades(tmp_path) -> None:
+    engine = writer_engine(f"sqlite:///{tmp_path}/m.db")
+    upgrade(engine, "0001")
+    populate(engine)
+    expected = [("adam", 2, 0.5, 0.4, 0.6, 2, 1), ("sgd", 8, None, None, None, 0, 0)]
+    assert best_rows(engine) == expected
+    upgrade(engine)
+    assert best_rows(engine) == expected
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert best_rows(engine) == expected
 
 
 def test_optuna_and_tuner_tables_share_the_database(tmp_path) -> None:
