@@ -280,3 +280,29 @@ def schedule_config(values: dict[str, Any], lr: float, total_steps: int) -> dict
 def _plain(value: Any) -> Any:
     """numpy scalars -> Python values, so configs serialise as JSON."""
     return value.item() if hasattr(value, "item") else value
+
+
+def from_config(config: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """The inverse of ``to_config``: a run's configuration -> values in search-space terms
+    (what a study file fixes). Integer step counts make the schedule's fractions approximate."""
+    values = {k: v for k, v in config.items() if k not in ("optimizer", "betas", "schedule")}
+    if "betas" in config:
+        values["beta1"], values["beta2"] = (float(b) for b in config["betas"])
+    schedule = config.get("schedule")
+    if schedule is None:
+        return values
+    kind, warmup = schedule["kind"], schedule.get("warmup_steps", 0)
+    values["schedule"] = kind
+    decay_steps = max(total_steps - warmup, 1)
+    if kind == "step":
+        values["step_every"] = schedule["step_size"] / decay_steps
+        values["step_gamma"] = schedule["gamma"]
+    elif kind == "exponential":
+        values["decay_to"] = schedule["gamma"] ** decay_steps
+    elif kind == "inverse_time":
+        values["inverse_rate"] = schedule["rate"] * decay_steps
+    elif kind == "cosine":
+        values["cosine_floor"] = schedule["lr_min"] / config["lr"]
+    if warmup:
+        values["warmup"] = warmup / total_steps
+    return values
