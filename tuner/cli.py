@@ -179,6 +179,30 @@ def list_experiments(storage: StorageOption = None) -> None:
 
 
 @app.command()
+def dashboard(
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+) -> None:
+    """Open the read-only Streamlit dashboard on http://HOST:PORT."""
+    import dashboard as package
+    from tuner.storage.engine import resolve_url
+
+    try:
+        url = resolve_url(storage)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if not 0 < port < 65536:
+        raise fail(f"--port={port} is not allowed; allowed: 1-65535")
+    app_file = Path(package.__file__).parent / "app.py"
+    typer.echo(f"dashboard of {url} on http://{host}:{port}", err=True)
+    os.execv(sys.executable, [
+        sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host, "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--storage", url,
+    ])
+
+
+@app.command()
 def gradcheck(
     task: Annotated[str, typer.Argument(help="Task name, e.g. mlp, quadratic.")],
     option: Annotated[list[str], typer.Option("--option", "-o", help="Task option KEY=VALUE (repeatable).")] = [],  # noqa: B006

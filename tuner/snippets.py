@@ -29,8 +29,11 @@ def torch_snippet(config: dict[str, Any]) -> str:
     if name == "lbfgs":
         lines.append("# tuner runs scipy's L-BFGS-B; torch's LBFGS with a strong-Wolfe line search is the nearest kin")
         arguments["line_search_fn"] = "strong_wolfe"
-    call = ", ".join(["model.parameters()", *(f"{k}={_literal(v)}" for k, v in arguments.items())])
-    lines.append(f"optimizer = torch.optim.{TORCH_CLASSES[name]}({call})")
+    parts = ["model.parameters()", *(f"{k}={_literal(v)}" for k, v in arguments.items())]
+    call = f"optimizer = torch.optim.{TORCH_CLASSES[name]}({', '.join(parts)})"
+    if len(call) > 100:
+        call = f"optimizer = torch.optim.{TORCH_CLASSES[name]}(\n" + "".join(f"    {p},\n" for p in parts) + ")"
+    lines.append(call)
     schedule = config.get("schedule")
     if schedule:
         lines += _scheduler_lines(schedule, config["lr"])

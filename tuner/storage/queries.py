@@ -5,7 +5,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, func, select, text
 
 from tuner.errors import ConfigError
 from tuner.spec import Experiment
@@ -16,7 +16,11 @@ _optuna = MetaData()
 optuna_studies = Table("studies", _optuna, Column("study_id", Integer), Column("study_name", String))
 optuna_trials = Table("trials", _optuna, Column("trial_id", Integer), Column("study_id", Integer),
                       Column("state", String))
-"""The two columns tuner reads of Optuna's own tables, for live counts of RUNNING and WAITING trials."""
+optuna_trial_params = Table("trial_params", _optuna, Column("trial_id", Integer), Column("param_name", String),
+                            Column("param_value", Float), Column("distribution_json", Text))
+optuna_trial_values = Table("trial_values", _optuna, Column("trial_id", Integer), Column("value", Float))
+"""The columns tuner reads of Optuna's own tables: live counts of RUNNING and WAITING trials, and
+parameters as Optuna sampled them (for its importance evaluators)."""
 
 DONE_STATES = ("COMPLETE", "PRUNED", "DIVERGED")
 

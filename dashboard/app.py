@@ -1,0 +1,40 @@
+"""tuner's dashboard: ``tuner dashboard [--storage URL]`` or ``streamlit run dashboard/app.py -- --storage URL``.
+
+Read-only. The sidebar picks the experiment that every page shows.
+"""
+
+import streamlit as st
+from sqlalchemy.engine import make_url
+
+from dashboard import data
+from tuner.errors import ConfigError
+
+st.set_page_config(page_title="tuner", page_icon=":material/monitoring:", layout="wide")
+PAGES = [
+    st.Page("views/experiments.py", title="Experiments", icon=":material/list:", default=True),
+    st.Page("views/convergence.py", title="Convergence", icon=":material/show_chart:"),
+    st.Page("views/samplers.py", title="Samplers", icon=":material/casino:"),
+    st.Page("views/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
+    st.Page("views/best.py", title="Best configurations", icon=":material/emoji_events:"),
+]
+page = st.navigation(PAGES)
+
+try:
+    url = data.storage_url()
+except ConfigError as exc:
+    st.error(str(exc))
+    st.stop()
+st.sidebar.caption(f"storage: `{make_url(url).render_as_string(hide_password=True)}`")
+problem = data.problem(url)
+if problem:
+    st.info(problem)
+    st.stop()
+names = data.experiments(url)["name"].tolist()
+if not names:
+    st.info("This storage has no experiment yet. Create one with `tuner launch studies/quickstart.yaml`.")
+    st.stop()
+chosen = st.session_state.get("experiment")
+chosen = chosen if chosen in names else names[-1]  # the newest
+# a plain session key, not a widget key: Streamlit forgets a widget's key when the page changes
+st.session_state["experiment"] = st.sidebar.selectbox("Experiment", names, index=names.index(chosen))
+page.run()

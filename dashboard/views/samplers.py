@@ -1,0 +1,34 @@
+"""How much the sampler mattered: best-so-far objective against trial number, random search as the baseline."""
+
+import streamlit as st
+
+from dashboard import charts, data
+
+url = data.storage_url()
+name = st.session_state["experiment"]
+spec = data.spec(url, name)
+st.title("Samplers")
+trials = data.trials(url, name)
+if not (trials["state"] == "COMPLETE").any():
+    st.info(f"{name} has no completed trial yet: best-so-far curves appear as soon as one finishes.")
+    st.stop()
+
+left, right = st.columns([3, 1])
+band = left.radio("band over repeats", list(charts.BANDS), horizontal=True)
+log_y = right.toggle("log scale", value=bool((trials["objective"].dropna() > 0).all()))
+progress = charts.best_so_far(trials)
+stats = charts.spread(progress, ["optimizer", "sampler"], "trial", "trial", band)
+st.plotly_chart(charts.sampler_figure(stats, log_y=log_y), width="stretch")
+st.caption(f"Objective: {spec.objective.name} (lower is better). Median over {spec.repeats} repeat(s) per sampler; "
+           "a trial that did not complete keeps the best so far.")
+
+if "random" not in set(trials["sampler"]):
+    st.info("This experiment has no random-search baseline: add `random` to its samplers to compare against it.")
+elif trials["sampler"].nunique() < 2:
+    st.info("Only random search ran: add `tpe` (or another sampler) to the study file to compare samplers.")
+else:
+    st.subheader("Trials needed to match random search's final best")
+    st.dataframe(charts.trials_to_match(stats), hide_index=True, width="stretch",
+                 column_config={"trials to match": st.column_config.NumberColumn(
+                     help="first trial at which the sampler's median best-so-far reaches random search's final "
+                          "median best; empty: not within its trials")})

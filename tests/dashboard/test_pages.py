@@ -1,0 +1,176 @@
+"""Every page of the dashboard, run with Streamlit's AppTest against real launched experiments."""
+
+import base64
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.helpers import REPO, run_rows, tuner, write_study
+from tuner.storage.engine import reader_engine
+from tuner.storage.store import Store
+
+APP = str(REPO / "dashboard" / "app.py")
+PAGES = ("experiments", "convergence", "samplers", "sensitivity", "best")
+
+
+def open_page(monkeypatch, url: str, page: str, experiment: str | None = None) -> AppTest:
+    monkeypatch.setenv("TUNER_STORAGE", url)
+    app = AppTest.from_file(APP, default_timeout=120)
+    if experiment:
+        app.session_state["experiment"] = experiment
+    app.run()
+    if page != "experiments":
+        app.switch_page(f"views/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    return app
+
+
+def figures(app: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def array(trace: dict, axis: str) -> list:
+    """A trace's x or y values; plotly sends numpy arrays as base64 typed arrays."""
+    value = trace[axis]
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
+def names(figure: dict) -> set[str]:
+    return {trace.get("name") for trace in figure["data"]}
+
+
+def widget(elements, label: str):
+    return next(e for e in elements if e.label == label)
+
+
+def test_experiments_lists_progress_and_the_studies(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "experiments", "tiny")
+    listing, studies = (table.value for table in app.dataframe)
+    assert set(listing["name"]) == {"tiny", "quad"}
+    row = listing.set_index("name").loc["tiny"]
+    assert (row["total"], row["progress"], row["running"]) == (40, 1.0, 0)
+    assert 40 <= row["done"] <= 48  # two workers overshoot a study by at most one trial
+    assert len(studies) == 8 and set(studies["optimizer"]) == {"sgd", "adam"}
+    assert studies["complete"].sum() + studies["pruned"].sum() + studies["diverged"].sum() == row["done"]
+    assert [m.label for m in app.metric] == ["finished trials", "running now", "trials per minute", "time to finish"]
+    assert app.metric[3].value == "done"
+
+
+def test_convergence_draws_each_optimizers_best_with_every_axis_and_metric(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "convergence", "tiny")
+    metric = widget(app.selectbox, "metric")
+    assert metric.options == ["training loss", "validation loss", "validation accuracy"]
+    assert widget(app.radio, "x axis").options == ["epochs", "steps", "wall time"]
+    (figure,) = figures(app)
+    assert names(figure) == {"sgd", "adam"}
+    assert figure["layout"]["yaxis"]["type"] == "log" and figure["layout"]["xaxis"]["title"]["text"] == "epoch"
+    last_x = max(max(array(t, "x")) for t in figure["data"])
+    assert last_x == pytest.approx(2.0, rel=0.05)  # two epochs of budget
+
+    metric.set_value("val_accuracy")  # the option itself; the label is its formatted form
+    widget(app.radio, "x axis").set_value("wall time")
+    widget(app.radio, "band over seeds").set_value("min-max")
+    widget(app.selectbox, "every trial of").set_value("adam")
+    app.run()
+    assert not app.exception
+    (figure,) = figures(app)
+    assert names(figure) == {"sgd", "adam", "every trial"}
+    assert figure["layout"]["xaxis"]["title"]["text"] == "seconds"
+    faint = next(t for t in figure["data"] if t["name"] == "every trial")
+    adam_trials = [r for r in run_rows(reader_engine(storage), "tiny") if r["kind"] == "trial" and r["optimizer"] == "adam"]
+    assert sum(x is None for x in array(faint, "x")) == len(adam_trials)  # every trial, each ended by a gap
+
+
+def test_samplers_compare_best_so_far_against_random_search(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "samplers", "tiny")
+    (figure,) = figures(app)
+    assert names(figure) == {"random", "tpe"}
+    assert {a["text"] for a in figure["layout"]["annotations"]} == {"sgd", "adam"}  # one panel per optimizer
+    medians = [t for t in figure["data"] if t.get("showlegend") is not False or t["line"].get("width") == 2]
+    for trace in medians:
+        values = [v for v in array(trace, "y") if v == v]
+        assert values == sorted(values, reverse=True)  # best so far never gets worse
+    (table,) = (t.value for t in app.dataframe)
+    assert set(table["optimizer"]) == {"sgd", "adam"} and set(table["sampler"]) == {"tpe"}
+
+
+def test_sensitivity_shows_lr_importance_and_parallel_coordinates(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "sensitivity", "tiny")
+    lr, coloured, importance, parallel = figures(app)
+    assert {"sgd", "adam"} <= names(lr) and lr["layout"]["xaxis"]["type"] == "log"
+    assert coloured["data"][0]["marker"]["showscale"]
+    assert importance["data"][0]["type"] == "bar" and "lr" in importance["data"][0]["y"]
+    assert parallel["data"][0]["type"] == "parcoords"
+    assert "objective" in [d["label"] for d in parallel["data"][0]["dimensions"]]
+
+
+def test_best_configurations_table_downloads_and_snippets(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "best", "tiny")
+    (table,) = (t.value for t in app.dataframe)
+    assert len(table) == 4 and set(table["optimizer"]) == {"sgd", "adam"}
+    assert (table["seeds"] == 2).all()
+    assert [b.label for b in app.get("download_button")] == ["CSV", "JSON"]
+    torch_code, study_code = (c.value for c in app.code)
+    assert "torch.optim." in torch_code and "optimizers:" in study_code
+    widget(app.selectbox, "configuration").set_value("adam · tpe").run()
+    torch_code, _ = (c.value for c in app.code)
+    assert "torch.optim.Adam(" in torch_code
+
+
+def test_quadratic_has_no_validation_data_and_a_theoretical_reference(monkeypatch, storage) -> None:
+    app = open_page(monkeypatch, storage, "convergence", "quad")
+    assert any("no validation data" in info.value for info in app.info)
+    assert widget(app.radio, "x axis").options == ["steps", "wall time"]
+    widget(app.radio, "x axis").set_value("steps").run()
+    (figure,) = figures(app)
+    references = [n for n in names(figure) if n.startswith("optimal")]
+    assert len(references) == 2, names(figure)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_explains_an_empty_storage(monkeypatch, tmp_path, page) -> None:
+    missing = open_page(monkeypatch, f"sqlite:///{tmp_path}/missing.db", page)
+    assert "no such database file" in missing.info[0].value
+    Store.open(f"sqlite:///{tmp_path}/empty.db", heartbeat=False).close()
+    empty = open_page(monkeypatch, f"sqlite:///{tmp_path}/empty.db", page)
+    assert "no experiment yet" in empty.info[0].value
+
+
+@pytest.mark.parametrize("page", PAGES[1:])
+def test_pages_explain_an_experiment_with_no_finished_trial(monkeypatch, tmp_path, page) -> None:
+    study = write_study(tmp_path, name="fresh")
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    assert tuner("launch", str(study), "--workers", "0", "--storage", url, cwd=tmp_path).returncode == 0
+    app = open_page(monkeypatch, url, page, "fresh")
+    assert any("no completed trial yet" in info.value for info in app.info)
+
+
+def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:
+    """The page redraws during a two-worker launch on the same SQLite file: neither side sees a lock error."""
+    study = write_study(tmp_path, name="live", trials=12)
+    url = f"sqlite:///{tmp_path}/live.db"
+    assert tuner("launch", str(study), "--workers", "0", "--storage", url, cwd=tmp_path).returncode == 0
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    launch = subprocess.Popen([sys.executable, "-m", "tuner", "launch", str(study), "--workers", "2", "--storage", url],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    try:
+        while launch.poll() is None:
+            for page in PAGES:
+                app = open_page(monkeypatch, url, page, "live")
+                if page == "experiments":
+                    seen.add(int(app.dataframe[0].value.set_index("name").loc["live", "done"]))
+            time.sleep(0.2)
+    finally:
+        out, err = launch.communicate(timeout=300)
+    assert launch.returncode == 0, out + err
+    assert "locked" not in out + err
+    assert len(seen) >= 2, f"the page saw the launch progress: {sorted(seen)}"
