@@ -29,7 +29,7 @@ problem = data.problem(url)
 if problem:
     st.info(problem)
     st.stop()
-names = data.experiments(url)["name"].tolist()
+names = data.experiment_names(url)
 if not names:
     st.info("This storage has no experiment yet. Create one with `tuner launch studies/quickstart.yaml`.")
     st.stop()

@@ -27,8 +27,9 @@ def spread(runs: pd.DataFrame, group: list[str], at: str, x: str, band: str) -> 
     trial index); ``x`` is the median of that column there. Columns: *group, x, median, lo, hi, n."""
     low, high = BANDS[band]
     grouped = runs.groupby([*group, at], sort=True)
-    stats = grouped["value"].agg(median="median", lo=lambda v: v.quantile(low), hi=lambda v: v.quantile(high),
-                                 n="count")
+    stats = grouped["value"].agg(["median", "count"]).rename(columns={"count": "n"})
+    bounds = grouped["value"].quantile([low, high]).unstack()
+    stats["lo"], stats["hi"] = bounds[low], bounds[high]
     stats["x"] = grouped[x].median()
     return stats.reset_index()
 
@@ -79,7 +80,7 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "optimizer": ordered["optimizer"], "sampler": ordered["sampler"], "repeat": ordered["repeat"],
         "trial": ordered.groupby(keys).cumcount() + 1,
-        "value": value.groupby(keys).cummin(),
+        "value": value.groupby(keys).cummin().groupby(keys).ffill(),  # cummin leaves NaN where a trial failed
     })
 
 
@@ -152,6 +153,8 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool) -
                     else "#d62728"}))
     figure.update_layout(xaxis_title="learning rate", xaxis_type="log", yaxis_title="objective",
                          yaxis_type="log" if log_y else "linear", margin={"t": 30})
+    if colour is not None:  # the colour bar takes the right edge
+        figure.update_layout(legend={"orientation": "h", "y": -0.25})
     return figure
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, String, cast, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from tuner.errors import ConfigError
@@ -23,7 +23,7 @@ from tuner.space import from_config
 from tuner.spec import Experiment
 from tuner.storage import queries, schema
 from tuner.storage.engine import reader_engine, resolve_url
-from tuner.tasks import is_synthetic, make_task
+from tuner.tasks import make_task
 
 REFRESH_S = 5
 THROUGHPUT_WINDOW = dt.timedelta(minutes=10)
@@ -59,6 +59,13 @@ def problem(url: str) -> str | None:
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def experiment_names(url: str) -> list[str]:
+    """Every experiment's name, oldest first."""
+    e = schema.experiments
+    return [row[0] for row in _rows(engine(url), select(e.c.name).order_by(e.c.created_at, e.c.id))]
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def experiments(url: str) -> pd.DataFrame:
     """One row per experiment: task, budget, trials per state, throughput and time to finish."""
     eng = engine(url)
@@ -72,7 +79,8 @@ def experiments(url: str) -> pd.DataFrame:
     t, o = queries.optuna_trials, queries.optuna_studies
     live = pd.DataFrame(_rows(eng, select(e.c.name, t.c.state, func.count())
                               .join(s, s.c.experiment_id == e.c.id).join(o, o.c.study_name == s.c.study_name)
-                              .join(t, t.c.study_id == o.c.study_id).where(t.c.state.in_(("RUNNING", "FAIL")))
+                              .join(t, t.c.study_id == o.c.study_id)
+                              .where(cast(t.c.state, String).in_(("RUNNING", "FAIL")))
                               .group_by(e.c.name, t.c.state)), columns=["name", "state", "n"])
     live["state"] = live["state"].map(lambda v: str(getattr(v, "name", v)))
     counts = finished.pivot_table(index="name", columns="state", aggfunc="size", fill_value=0)
@@ -213,7 +221,7 @@ def importances(url: str, name: str, optimizer: str) -> dict[str, float]:
     names = [row.study_name for row in queries.studies(eng, experiment_id) if row.optimizer == optimizer]
     o, t, p, v = queries.optuna_studies, queries.optuna_trials, queries.optuna_trial_params, queries.optuna_trial_values
     complete = (select(t.c.trial_id).join(o, o.c.study_id == t.c.study_id)
-                .where(o.c.study_name.in_(names), t.c.state == "COMPLETE"))
+                .where(o.c.study_name.in_(names), cast(t.c.state, String) == "COMPLETE"))
     params = _rows(eng, select(p.c.trial_id, p.c.param_name, p.c.param_value, p.c.distribution_json)
                    .where(p.c.trial_id.in_(complete)))
     values = dict(_rows(eng, select(v.c.trial_id, v.c.value).where(v.c.trial_id.in_(complete))))
@@ -242,13 +250,6 @@ def theory(task: str, options: dict[str, Any]) -> dict[str, float] | None:
     if task != "quadratic":
         return None
     return make_task(task, options).theory()
-
-
-def epochs_per_step(experiment: Experiment, total_steps: int) -> float | None:
-    """For data tasks: how many epochs one step is (budget epochs / steps of a full run)."""
-    if is_synthetic(experiment.task.name) or not experiment.budget.epochs or not total_steps:
-        return None
-    return experiment.budget.epochs / total_steps
 
 
 def _rows(eng: Engine, query: Any) -> list[tuple]:

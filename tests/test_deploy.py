@@ -28,11 +28,16 @@ def test_compose_file_validates_with_the_example_env(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"db", "launch", "worker"}
+    assert set(services) == {"db", "launch", "worker", "dashboard"}
     assert services["db"]["image"].startswith("postgres:16") and "healthcheck" in services["db"]
     assert services["worker"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["worker"]["environment"]["TUNER_STORAGE"].startswith("postgresql+psycopg://tuner:change-me@db:5432/")
     assert "pgdata" in config["volumes"]
+    (published,) = services["dashboard"]["ports"]
+    if isinstance(published, dict):  # compose v2's long form
+        published = f"{published['host_ip']}:{published['published']}:{published['target']}"
+    assert published.removesuffix("/tcp") == "127.0.0.1:8501:8501", "the dashboard is published on the host's loopback only"
+    assert services["dashboard"]["command"][0] == "dashboard"
 
 
 def test_compose_refuses_to_start_without_a_password(tmp_path) -> None:

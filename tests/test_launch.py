@@ -34,6 +34,7 @@ def test_launch_runs_every_study_and_prints_the_winners(launched) -> None:
     assert (directory / "tuner.db").exists(), "the default storage is sqlite:///tuner.db in the working directory"
     assert "best configuration per optimizer" in result.stdout
     assert "tuner best tiny --storage sqlite:///tuner.db" in result.stdout
+    assert "tuner dashboard --storage sqlite:///tuner.db" in result.stdout
     engine = reader_engine(f"sqlite:///{directory}/tuner.db")
     counts = check_consistent(engine, "tiny", workers=2)
     assert len(counts) == 4

@@ -62,6 +62,7 @@ def launch(
     if workers:
         _print_best(url, spec.name, per_optimizer=True)
         console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {url}")
+        console.print(f"See the curves:      tuner dashboard --storage {url}")
 
 
 def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,

@@ -39,9 +39,13 @@ faint = None
 if faint_for != "none":
     trials = data.trials(url, name)
     mine = trials[trials["optimizer"] == faint_for]
-    faint = data.curves(url, tuple(int(i) for i in mine["run_id"]), series).merge(
-        mine[["run_id", "steps"]], on="run_id")
-    faint["epoch"] = faint["step"] * (spec.budget.epochs or 0) / faint["steps"].where(faint["steps"] > 0)
+    if spec.budget.epochs:  # steps per epoch from the full runs, by batch size (a diverged run stopped early)
+        full = mine[mine["state"] == "COMPLETE"]
+        by = "batch_size" if "batch_size" in mine else None
+        per_epoch = (full.groupby(by)["steps"].median() if by else full["steps"].median()) / spec.budget.epochs
+        mine = mine.assign(per_epoch=mine[by].map(per_epoch) if by else per_epoch)
+    faint = data.curves(url, tuple(int(i) for i in mine["run_id"]), series).merge(mine, on="run_id")
+    faint["epoch"] = faint["step"] / faint["per_epoch"] if spec.budget.epochs else np.nan
     faint["x"] = faint[x]
 
 references = []

@@ -87,6 +87,9 @@ def test_convergence_draws_each_optimizers_best_with_every_axis_and_metric(monke
     faint = next(t for t in figure["data"] if t["name"] == "every trial")
     adam_trials = [r for r in run_rows(reader_engine(storage), "tiny") if r["kind"] == "trial" and r["optimizer"] == "adam"]
     assert sum(x is None for x in array(faint, "x")) == len(adam_trials)  # every trial, each ended by a gap
+    widget(app.radio, "x axis").set_value("epochs").run()
+    faint = next(t for t in figures(app)[0]["data"] if t["name"] == "every trial")
+    assert max(x for x in array(faint, "x") if x is not None) == pytest.approx(2.0, rel=0.05)
 
 
 def test_samplers_compare_best_so_far_against_random_search(monkeypatch, storage) -> None:

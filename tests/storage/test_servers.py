@@ -2,12 +2,17 @@
 
 import json
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tests.dashboard.test_pages import PAGES, open_page
 from tests.helpers import check_consistent, expected_best, tuner, write_study
 from tuner.storage import queries
-from tuner.storage.engine import reader_engine
+from tuner.storage.engine import reader_engine, writer_engine
 
 
-def test_launch_and_best_view_on_a_server(server_url, tmp_path) -> None:
+def test_launch_best_view_and_dashboard_on_a_server(server_url, tmp_path, monkeypatch) -> None:
     study = write_study(tmp_path, name="on a server")
     result = tuner("launch", str(study), "--workers", "2", "--storage", server_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -21,4 +26,15 @@ def test_launch_and_best_view_on_a_server(server_url, tmp_path) -> None:
     assert all(b["objective"]["seeds"] == 2 for b in best)
     full = queries.best_configs(engine, "on a server")[0]
     assert full["trial_objective"] != round(full["trial_objective"], 7), "objectives must keep double precision"
+    if server_url.startswith("postgresql"):  # workers commit without waiting for the WAL flush
+        with writer_engine(server_url).connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+    with engine.connect() as conn, pytest.raises(DBAPIError, match="(?i)read.only"):
+        conn.execute(text("DELETE FROM tuner_runs"))  # the readers' sessions cannot write
     engine.dispose()
+    from dashboard import data
+
+    for page in PAGES:
+        app = open_page(monkeypatch, server_url, page, "on a server")
+        assert app.title[0].value
+    data.engine(server_url).dispose()

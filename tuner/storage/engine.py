@@ -7,7 +7,8 @@ SQLite is set up for several local processes: WAL journal, ``synchronous=NORMAL`
 do not wait for fsync; a power cut may lose the last commits, never consistency), a busy
 timeout, and ``BEGIN IMMEDIATE`` for every transaction so that two writers queue on the lock
 instead of failing with "database is locked". Readers (dashboard, progress display) open
-the file read-only. Server databases get ``pool_pre_ping`` and a small bounded pool.
+the file read-only. Server databases get ``pool_pre_ping`` and a small bounded pool;
+PostgreSQL sessions commit with ``synchronous_commit=off`` (see ``engine_kwargs``).
 """
 
 import os
@@ -57,7 +58,13 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     """Keyword arguments for ``create_engine`` (also handed to Optuna's RDBStorage)."""
     if is_sqlite(url):
         return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+    if make_url(url).get_backend_name() == "postgresql":
+        # like SQLite's synchronous=NORMAL: a commit does not wait for its WAL flush (a server
+        # crash may lose the last fraction of a second of commits, never consistency; a trial
+        # lost that way is failed by its heartbeat and run again)
+        kwargs["connect_args"] = {"options": "-c synchronous_commit=off"}
+    return kwargs
 
 
 def configure_sqlite(engine: Engine) -> Engine:
@@ -88,9 +95,12 @@ def writer_engine(url: str) -> Engine:
 
 
 def reader_engine(url: str) -> Engine:
-    """An engine that only reads; SQLite is opened with ``mode=ro`` and never takes a write lock."""
+    """An engine that only reads: SQLite is opened with ``mode=ro`` and never takes a write lock;
+    server sessions are set read-only, so even a role that may write cannot through it."""
     if not is_sqlite(url):
-        return create_engine(url, **engine_kwargs(url))
+        engine = create_engine(url, **engine_kwargs(url))
+        event.listen(engine, "connect", _read_only_session)
+        return engine
     path = make_url(url).database
     if not os.path.exists(path):
         raise ConfigError(f"storage={url!r}: no such database file {path!r}")
@@ -102,3 +112,13 @@ def reader_engine(url: str) -> Engine:
         return connection
 
     return create_engine("sqlite://", creator=connect)
+
+
+def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    else:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
+    dbapi_connection.commit()
