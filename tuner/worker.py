@@ -90,13 +90,16 @@ def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: 
 
 
 def next_study(store: Store, experiment_id: int, rows: list[StudyRow]) -> StudyRow | None | str:
-    """The study furthest behind; "wait" if every open slot is in flight; None when all are done."""
+    """The study furthest behind; "wait" if every open slot is in flight, or while any trial still
+    runs (its worker may have died: the waiting worker fails it once its heartbeat is stale);
+    None when all are done."""
     done = queries.run_states(store.engine, experiment_id)
     running = queries.optuna_states(store.engine, [r.study_name for r in rows]) if store.shared else {}
     best, best_share, unfinished = None, None, False
     for row in rows:
         finished = sum(done.get(row.id, {}).get(state, 0) for state in DONE_STATES)
         if finished >= row.n_trials:
+            unfinished |= running.get(row.study_name, {}).get("RUNNING", 0) > 0
             continue
         unfinished = True
         taken = finished + running.get(row.study_name, {}).get("RUNNING", 0)
@@ -125,7 +128,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             row = next_study(store, experiment_id, rows)
             if row is None:
                 break
-            if row == "wait":  # every open slot is in flight: fail those whose worker died
+            if row == "wait":  # trials in flight: fail those whose worker died
                 for open_row in rows:
                     if open_row.id not in studies:
                         studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop)
