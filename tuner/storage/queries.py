@@ -125,9 +125,12 @@ def best_configs(engine: Engine, name: str, optimizer: str | None = None,
     with engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(text(sql + " ORDER BY optimizer, sampler"), binds)]
         r = schema.runs
+        scores: dict[int, list[float]] = {}
+        for source, objective in conn.execute(select(r.c.source_run_id, r.c.objective).where(
+                r.c.source_run_id.in_([row["run_id"] for row in rows]), r.c.state == "COMPLETE")):
+            scores.setdefault(source, []).append(objective)
         for row in rows:
-            values = conn.execute(select(r.c.objective).where(r.c.source_run_id == row["run_id"],
-                                                              r.c.state == "COMPLETE")).scalars().all()
+            values = scores.get(row["run_id"], [])
             row["reeval_std"] = statistics.stdev(values) if len(values) > 1 else None
             if isinstance(row["params"], str):  # SQLite returns a view's JSON column as text
                 row["params"] = json.loads(row["params"])
