@@ -1,11 +1,12 @@
-"""Scale-out under faults on a real PostgreSQL server: many workers, a killed worker, a restarted
-server, two launches at once. Each test makes its own database."""
+"""Scale-out under faults on real servers (PostgreSQL and MariaDB): many workers, a killed worker,
+a restarted server, two launches at once, hostile names. Each test makes its own database."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from tests.helpers import REPO, check_consistent, run_rows, tuner, write_study
 from tuner.storage.engine import reader_engine
 
 FAST_HEARTBEAT = {"TUNER_HEARTBEAT_INTERVAL": "1", "TUNER_GRACE_PERIOD": "3"}
-SLOW_TRIALS = {"task": {"name": "mlp", "options": {"hidden_sizes": [128]}}, "budget": {"epochs": 25},
-               "optimizers": [{"name": "sgd", "space": {"batch_size": 16}}, {"name": "adam", "space": {"batch_size": 16}}]}
+SLOW_TRIALS = {  # ~0.7 s a trial, none diverging: long enough to be caught in flight
+    "task": {"name": "mlp", "options": {"hidden_sizes": [256]}}, "budget": {"epochs": 25},
+    "optimizers": [{"name": "sgd", "space": {"batch_size": 8, "lr": 0.01}},
+                   {"name": "adam", "space": {"batch_size": 8, "lr": 0.001}}],
+}
 
 
 def start_worker(url: str, name: str, cwd: Path) -> subprocess.Popen:
@@ -38,6 +42,11 @@ def finish(workers: list[subprocess.Popen], timeout: float = 300) -> None:
         assert w.returncode == 0, "\n".join(err.splitlines()[-12:])
 
 
+def summary(counts: dict) -> dict[str, int]:
+    """Optuna states summed over the studies."""
+    return dict(sum(counts.values(), Counter()))
+
+
 def running_trials(url: str) -> list[int]:
     engine = reader_engine(url)
     with engine.connect() as conn:
@@ -46,61 +55,94 @@ def running_trials(url: str) -> list[int]:
     return ids
 
 
-def test_four_workers_complete_an_experiment(postgres_url, tmp_path) -> None:
-    name = create(postgres_url, tmp_path, name="four", trials=6)
-    finish([start_worker(postgres_url, name, tmp_path) for _ in range(4)])
-    counts = check_consistent(reader_engine(postgres_url), name, workers=4)
-    assert sorted(sum(c.values()) for c in counts.values()) >= [6, 6, 6, 6]
-
-
-def test_a_killed_worker_s_trial_is_failed_and_retried(postgres_url, tmp_path) -> None:
-    name = create(postgres_url, tmp_path, name="killed", trials=4, samplers=["random"], **SLOW_TRIALS)
-    victim = start_worker(postgres_url, name, tmp_path)
+def worker_in_a_trial(url: str, name: str, cwd: Path) -> tuple[subprocess.Popen, int]:
+    """A worker started on the experiment, once it runs a trial; and that trial's id."""
+    worker = start_worker(url, name, cwd)
     deadline = time.monotonic() + 60
-    while not running_trials(postgres_url) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    killed = running_trials(postgres_url)
-    assert killed, "no trial started"
+    while not (running := running_trials(url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running, "no trial started"
+    return worker, running[0]
+
+
+def test_four_workers_complete_an_experiment(server_url, tmp_path) -> None:
+    name = create(server_url, tmp_path, name="four", trials=6)
+    finish([start_worker(server_url, name, tmp_path) for _ in range(4)])
+    counts = check_consistent(reader_engine(server_url), name, workers=4)
+    assert len(counts) == 4 and all(c["COMPLETE"] + c["PRUNED"] >= 6 for c in counts.values())
+    print(f"four workers: per study {[c['COMPLETE'] + c['PRUNED'] for c in counts.values()]}, states {summary(counts)}")
+
+
+def test_a_killed_worker_s_trial_is_failed_and_retried(server_url, tmp_path) -> None:
+    name = create(server_url, tmp_path, name="killed", trials=4, samplers=["random"], **SLOW_TRIALS)
+    victim, killed = worker_in_a_trial(server_url, name, tmp_path)
+    before = len(run_rows(reader_engine(server_url), name))
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    finish([start_worker(postgres_url, name, tmp_path) for _ in range(2)])
-    engine = reader_engine(postgres_url)
-    check_consistent(engine, name, workers=2)
+    finish([start_worker(server_url, name, tmp_path) for _ in range(2)])
+    engine = reader_engine(server_url)
+    counts = check_consistent(engine, name, workers=2)
+    params = "SELECT param_name, param_value FROM trial_params WHERE trial_id = :id"
     with engine.connect() as conn:
-        state = conn.execute(text("SELECT state FROM trials WHERE trial_id = :id"), {"id": killed[0]}).scalar()
-        retried = conn.execute(text(
-            "SELECT COUNT(*) FROM trial_system_attributes WHERE key = 'failed_trial'")).scalar()
-    assert str(state) == "FAIL" and retried >= 1
+        state = conn.execute(text("SELECT state FROM trials WHERE trial_id = :id"), {"id": killed}).scalar()
+        retry_id, retry_state = conn.execute(text(  # Optuna's retry names the failed trial by its number
+            "SELECT t.trial_id, t.state FROM trials t JOIN trial_system_attributes a ON a.trial_id = t.trial_id "
+            "JOIN trials k ON k.study_id = t.study_id AND a.value_json = CAST(k.number AS CHAR(12)) "
+            "WHERE a.key = 'failed_trial' AND k.trial_id = :id"), {"id": killed}).one()
+        assert dict(conn.execute(text(params), {"id": retry_id}).all()) == dict(
+            conn.execute(text(params), {"id": killed}).all())  # the same configuration, run again
+    retry_state = str(retry_state).rsplit(".", 1)[-1]
+    assert str(state).endswith("FAIL") and retry_state in ("COMPLETE", "PRUNED")  # finished (PRUNED: diverged)
+    print(f"killed: trial {killed} FAIL, retried as {retry_id} {retry_state}; runs {before} before the kill, "
+          f"{len(run_rows(engine, name))} after; Optuna states {summary(counts)}")
 
 
 def test_workers_carry_on_when_postgres_restarts(postgres_url, tmp_path) -> None:
     if os.geteuid() != 0 or not Path("/etc/postgresql").exists():
         pytest.skip("needs root and a local PostgreSQL cluster to restart")
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", os.listdir("/etc/postgresql")[0], "main", "restart"]
     name = create(postgres_url, tmp_path, name="restart", trials=5, samplers=["random"], **SLOW_TRIALS)
     workers = [start_worker(postgres_url, name, tmp_path) for _ in range(2)]
     deadline = time.monotonic() + 90
     while len(run_rows(reader_engine(postgres_url), name)) < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
     before = {r["id"] for r in run_rows(reader_engine(postgres_url), name)}
-    version = os.listdir("/etc/postgresql")[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True)
+    subprocess.run(command, check=True, capture_output=True)
     finish(workers)
     engine = reader_engine(postgres_url)
-    check_consistent(engine, name, workers=2)
-    assert before <= {r["id"] for r in run_rows(engine, name)}, "a finished trial was lost"
+    counts = check_consistent(engine, name, workers=2)
+    after = {r["id"] for r in run_rows(engine, name)}
+    assert before <= after, "a finished trial was lost"
+    print(f"restart: {len(before)} runs before, {len(after)} after; Optuna states {summary(counts)}")
 
 
-def test_two_launches_of_the_same_file_at_once_make_one_experiment(postgres_url, tmp_path) -> None:
+def test_two_launches_of_the_same_file_at_once_make_one_experiment(server_url, tmp_path) -> None:
     path = write_study(tmp_path, name="twice")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     launches = [subprocess.Popen([sys.executable, "-m", "tuner", "launch", str(path), "--workers", "0", "--storage",
-                                  postgres_url], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  server_url], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True) for _ in range(2)]
     for launch in launches:
         out, err = launch.communicate(timeout=120)
         assert launch.returncode == 0, "\n".join(err.splitlines()[-6:])
-    engine = reader_engine(postgres_url)
+    engine = reader_engine(server_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM tuner_experiments")).scalar() == 1
         assert conn.execute(text("SELECT COUNT(*) FROM tuner_studies")).scalar() == 4
         assert conn.execute(text("SELECT COUNT(*) FROM studies")).scalar() == 4
+
+
+def test_sigterm_abandons_the_trial_cleanly_and_the_worker_exits(server_url, tmp_path) -> None:
+    name = create(server_url, tmp_path, name="terminated", trials=3, samplers=["random"], **SLOW_TRIALS)
+    worker, abandoned = worker_in_a_trial(server_url, name, tmp_path)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0 and "Traceback" not in err, err
+    engine = reader_engine(server_url)
+    with engine.connect() as conn:
+        state = conn.execute(text("SELECT state FROM trials WHERE trial_id = :id"), {"id": abandoned}).scalar()
+        runs = conn.execute(text("SELECT COUNT(*) FROM tuner_runs WHERE optuna_trial_id = :id"),
+                            {"id": abandoned}).scalar()
+    assert str(state).endswith("FAIL") and runs == 0 and not running_trials(server_url)
+    finish([start_worker(server_url, name, tmp_path)])  # the experiment then completes without it
+    check_consistent(engine, name)

@@ -3,9 +3,16 @@
 import json
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.helpers import check_consistent, tuner, write_study
+from tests.dashboard.test_pages import open_page
+from tests.helpers import TINY, check_consistent, tuner, write_study
+from tuner.cli import app
+from tuner.spec import parse_experiment
+from tuner.storage import queries
 from tuner.storage.engine import reader_engine
+from tuner.storage.store import Store
+from tuner.worker import run_worker
 
 NAMES = [
     "robert'); DROP TABLE tuner_runs; --",
@@ -28,3 +35,25 @@ def test_hostile_experiment_names_round_trip(tmp_path, name: str) -> None:
     listing = json.dumps(tuner("list", cwd=tmp_path).stdout)
     assert tuner("status", name, cwd=tmp_path).returncode == 0
     assert name[:20] in json.loads(listing)
+
+
+def test_hostile_names_on_a_server(server_url, monkeypatch) -> None:
+    store = Store.open(server_url)
+    for name in NAMES:  # in this process: the launch command itself is covered above
+        spec = parse_experiment({**TINY, "name": name, "trials": 2, "optimizers": ["sgd"], "samplers": ["random"],
+                                 "reevaluate": 0})
+        store.ensure_studies(spec, store.ensure_experiment(spec))
+        assert run_worker(store, name) == 2
+    store.close()
+    engine = reader_engine(server_url)
+    assert [row["name"] for row in queries.experiments(engine)] == NAMES  # verbatim; no table was dropped
+    for name in NAMES:
+        check_consistent(engine, name)
+        best = CliRunner().invoke(app, ["best", name, "--format", "json", "--storage", server_url])
+        assert [b["experiment"] for b in json.loads(best.output)] == [name]
+    engine.dispose()
+    app_test = open_page(monkeypatch, server_url, "experiments", NAMES[0])
+    assert app_test.sidebar.selectbox[0].options == NAMES and app_test.sidebar.selectbox[0].value == NAMES[0]
+    from dashboard import data
+
+    data.engine(server_url).dispose()

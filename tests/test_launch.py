@@ -135,7 +135,7 @@ def test_ctrl_c_stops_cleanly_and_a_second_launch_resumes(tmp_path) -> None:
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     out, err = process.communicate(timeout=90)
     assert process.returncode == 130, out + err
-    assert "run the same command again to resume" in out
+    assert "run the same command again to resume" in out and "Traceback" not in err, err
     engine = reader_engine(url)
     with engine.connect() as conn:
         states = [str(s) for s in conn.execute(text("SELECT state FROM trials")).scalars()]

@@ -19,19 +19,19 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
-from tuner.objective import make_objective
+from tuner.objective import Abandoned, make_objective
 from tuner.space import Param, grid_space
 from tuner.spec import Experiment, SamplerSpec
 from tuner.storage import queries
-from tuner.storage.queries import DONE_STATES
 from tuner.storage.store import Store, StudyRow
 from tuner.tasks import Task, make_task
 
-WAIT_S = 1.0
+POLL_S, WAIT_S = 0.05, 1.0
+"""A worker with nothing to take looks again after 0.05 s, 0.1 s, ... at most 1 s apart."""
 RETRY_FOR_S = 300.0
 _log = logging.getLogger("tuner.worker")
 
@@ -89,22 +89,23 @@ def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: 
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def next_study(store: Store, experiment_id: int, rows: list[StudyRow]) -> StudyRow | None | str:
-    """The study furthest behind; "wait" if every open slot is in flight, or while any trial still
-    runs (its worker may have died: the waiting worker fails it once its heartbeat is stale);
-    None when all are done."""
-    done = queries.run_states(store.engine, experiment_id)
-    running = queries.optuna_states(store.engine, [r.study_name for r in rows]) if store.shared else {}
+def next_study(store: Store, rows: list[StudyRow], study_ids: dict[int, int | None]) -> StudyRow | None | str:
+    """The study with a retry waiting, else the one furthest behind; "wait" if every open slot is
+    in flight, or while any trial still runs (its worker may have died: the waiting worker fails
+    it once its heartbeat is stale); None when all are done. A retry (Optuna WAITING) holds a slot
+    of its own, so it runs even once the other slots are filled. ``study_ids``: see queries.workload."""
+    counts = queries.workload(store.engine, study_ids)
     best, best_share, unfinished = None, None, False
     for row in rows:
-        finished = sum(done.get(row.id, {}).get(state, 0) for state in DONE_STATES)
-        if finished >= row.n_trials:
-            unfinished |= running.get(row.study_name, {}).get("RUNNING", 0) > 0
+        finished, running, waiting = counts.get(row.id, (0, 0, 0))
+        if finished >= row.n_trials and not waiting:
+            unfinished |= running > 0
             continue
         unfinished = True
-        taken = finished + running.get(row.study_name, {}).get("RUNNING", 0)
-        if taken < row.n_trials and (best_share is None or taken / row.n_trials < best_share):
-            best, best_share = row, taken / row.n_trials
+        taken = finished + running + waiting
+        share = -1.0 if waiting else taken / row.n_trials
+        if (waiting or taken < row.n_trials) and (best_share is None or share < best_share):
+            best, best_share = row, share
     if best is not None:
         return best
     return "wait" if unfinished else None
@@ -119,13 +120,15 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     """
     experiment_id, spec = queries.experiment(store.engine, experiment_name)
     rows = queries.studies(store.engine, experiment_id)
+    optuna_ids = queries.optuna_study_ids(store.engine, [r.study_name for r in rows]) if store.shared else {}
+    study_ids = {row.id: optuna_ids.get(row.study_name) for row in rows}
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}
-    ran = 0
+    ran = waits = 0
     backoff = Backoff(retry_for_s)
     while not should_stop() and (max_trials is None or ran < max_trials):
         try:
-            row = next_study(store, experiment_id, rows)
+            row = next_study(store, rows, study_ids)
             if row is None:
                 break
             if row == "wait":  # trials in flight: fail those whose worker died
@@ -133,16 +136,23 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                     if open_row.id not in studies:
                         studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop)
                     fail_stale_trials(studies[open_row.id][0])
-                time.sleep(WAIT_S)
+                time.sleep(min(WAIT_S, POLL_S * 2 ** waits))
+                waits += 1
                 continue
+            waits = 0
             if row.id not in studies:
                 studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
             study, objective = studies[row.id]
             study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+        except Abandoned:  # stopped mid-trial: Optuna recorded the trial FAIL, its run was dropped
+            break
+        except UpdateFinishedTrialError:  # our heartbeat was late: another worker failed and re-queued the trial
+            _log.warning("a trial of %s outlived its heartbeat and runs again elsewhere", row.study_name)
+            continue
         except Exception as exc:
             if not (_lost_database(exc) and backoff.wait(exc, should_stop)):
                 raise
-            studies.clear()  # reload: Optuna's cache may hold a half-written trial
+            studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
             continue
         backoff.reset()
         ran += 1
@@ -198,7 +208,7 @@ def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task
         pruner=make_pruner(spec),
     )
     objective = make_objective(spec, row.optimizer, space, task, seed=row.repeat,
-                               save=lambda record: store.save_run(row.id, record),
+                               save=lambda record: store.save_trial_run(row.id, record),
                                should_stop=should_stop, sampled=store.flush_params)
     return study, _catching(objective)
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -86,6 +86,15 @@ def configure_sqlite(engine: Engine) -> Engine:
 
     engine.dispose()  # connections opened before the listeners would skip them
     return engine
+
+
+def read_once(engine: Engine) -> Connection:
+    """A connection for one read on a writer engine: autocommit on a server (no BEGIN and
+    ROLLBACK round trips; one statement sees one snapshot anyway), as is on SQLite."""
+    connection = engine.connect()
+    if engine.dialect.name != "sqlite":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
 
 
 def writer_engine(url: str) -> Engine:

@@ -5,11 +5,27 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, func, select, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    union_all,
+)
 
 from tuner.errors import ConfigError
 from tuner.spec import Experiment
 from tuner.storage import schema
+from tuner.storage.engine import read_once
 from tuner.storage.store import StudyRow
 
 _optuna = MetaData()
@@ -88,6 +104,38 @@ def optuna_states(engine: Engine, study_names: list[str]) -> dict[str, Counter]:
         for name, state, n in conn.execute(query):
             counts.setdefault(name, Counter())[str(getattr(state, "name", state))] = n
     return counts
+
+
+def optuna_study_ids(engine: Engine, study_names: list[str]) -> dict[str, int]:
+    """Optuna's id of each named study."""
+    query = select(optuna_studies.c.study_name, optuna_studies.c.study_id).where(
+        optuna_studies.c.study_name.in_(study_names))
+    with engine.connect() as conn:
+        return dict(conn.execute(query).all())
+
+
+def workload(engine: Engine, study_ids: dict[int, int | None]) -> dict[int, tuple[int, int, int]]:
+    """Per tuner study id: (trial runs finished, Optuna trials RUNNING, Optuna trials WAITING, i.e.
+    retries of failed trials). ``study_ids`` maps each tuner study id to its Optuna study id (None
+    where Optuna's storage is not SQL, as in memory). One query, without a transaction on a
+    server: what a worker reads before every trial."""
+    r, t = schema.runs, optuna_trials
+    query = (select(r.c.study_id, literal("DONE").label("state"), func.count())
+             .where(r.c.study_id.in_(list(study_ids)), r.c.kind == "trial", r.c.state.in_(DONE_STATES))
+             .group_by(r.c.study_id))
+    optuna_ids = [i for i in study_ids.values() if i is not None]
+    if optuna_ids:
+        state = cast(t.c.state, String)
+        query = union_all(query, select(t.c.study_id, state, func.count())
+                          .where(t.c.study_id.in_(optuna_ids), state.in_(["RUNNING", "WAITING"]))
+                          .group_by(t.c.study_id, state))
+    tuner_id = {optuna_id: tuner_id for tuner_id, optuna_id in study_ids.items()}
+    slot = {"DONE": 0, "RUNNING": 1, "WAITING": 2}
+    counts = {study_id: [0, 0, 0] for study_id in study_ids}
+    with read_once(engine) as conn:
+        for study_id, state, n in conn.execute(query):
+            counts[study_id if state == "DONE" else tuner_id[study_id]][slot[state]] += n
+    return {study_id: tuple(n) for study_id, n in counts.items()}
 
 
 def best_trials(engine: Engine, experiment_id: int) -> list[dict[str, Any]]:
