@@ -70,18 +70,20 @@ def convergence_figure(stats: pd.DataFrame, *, x_title: str, y_title: str, log_y
     return figure
 
 
-def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
+def best_so_far(trials: pd.DataFrame, budget: int | None = None) -> pd.DataFrame:
     """Per study (optimizer, sampler, repeat): the lowest objective among its first k finished
-    trials, for k = 1..n (NaN until the first completed one). Columns: optimizer, sampler, repeat,
-    trial, value."""
+    trials, for k = 1..min(n, budget) (NaN until the first completed one). Trials past the budget,
+    which concurrent workers may add, are left out so that every repeat is compared at the same
+    count. Columns: optimizer, sampler, repeat, trial, value."""
     ordered = trials.sort_values(["optimizer", "sampler", "repeat", "trial_number"])
     value = ordered["objective"].where(ordered["state"] == "COMPLETE")
     keys = [ordered["optimizer"], ordered["sampler"], ordered["repeat"]]
-    return pd.DataFrame({
+    progress = pd.DataFrame({
         "optimizer": ordered["optimizer"], "sampler": ordered["sampler"], "repeat": ordered["repeat"],
         "trial": ordered.groupby(keys).cumcount() + 1,
         "value": value.groupby(keys).cummin().groupby(keys).ffill(),  # cummin leaves NaN where a trial failed
     })
+    return progress if budget is None else progress[progress["trial"] <= budget]
 
 
 def sampler_figure(stats: pd.DataFrame, *, log_y: bool) -> go.Figure:

@@ -17,6 +17,9 @@ if not rows:
     st.stop()
 
 trials = data.trials(url, name).set_index("run_id")
+if not all(r["run_id"] in trials.index for r in rows):  # cached before these runs finished: read again
+    data.trials.clear()
+    trials = data.trials(url, name).set_index("run_id")
 table = pd.DataFrame([
     {"optimizer": r["optimizer"], "sampler": r["sampler"], "mean": r["reeval_mean"], "std": r["reeval_std"],
      "min": r["reeval_min"], "max": r["reeval_max"], "seeds": r["reeval_count"], "diverged seeds": r["reeval_diverged"],

@@ -11,6 +11,10 @@ st.title("Experiments")
 @st.fragment(run_every=data.REFRESH_S)
 def progress() -> None:
     frame = data.experiments(url)
+    name = st.session_state["experiment"]
+    if name not in set(frame["name"]):  # the listing was cached before this experiment was created
+        data.experiments.clear()
+        frame = data.experiments(url)
     st.dataframe(
         frame[["name", "task", "progress", "done", "total", "complete", "running", "pruned", "diverged", "failed",
                "trials_per_min", "minutes_left", "created_at"]],
@@ -26,7 +30,6 @@ def progress() -> None:
             "created_at": st.column_config.DatetimeColumn("created"),
         },
     )
-    name = st.session_state["experiment"]
     row = frame.set_index("name").loc[name]
     st.subheader(name)
     left, middle, right, last = st.columns(4)

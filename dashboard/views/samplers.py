@@ -16,7 +16,7 @@ if not (trials["state"] == "COMPLETE").any():
 left, right = st.columns([3, 1])
 band = left.radio("band over repeats", list(charts.BANDS), horizontal=True)
 log_y = right.toggle("log scale", value=bool((trials["objective"].dropna() > 0).all()))
-progress = charts.best_so_far(trials)
+progress = charts.best_so_far(trials, budget=spec.trials)
 stats = charts.spread(progress, ["optimizer", "sampler"], "trial", "trial", band)
 st.plotly_chart(charts.sampler_figure(stats, log_y=log_y), width="stretch")
 st.caption(f"Objective: {spec.objective.name} (lower is better). Median over {spec.repeats} repeat(s) per sampler; "

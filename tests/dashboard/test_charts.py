@@ -33,6 +33,18 @@ def test_best_so_far_keeps_the_best_completed_objective_in_trial_order() -> None
     np.testing.assert_array_equal(progress["value"], [np.nan, 0.5, 0.5, 0.2, 0.2])
 
 
+def test_best_so_far_leaves_out_trials_past_the_budget_so_the_median_never_worsens() -> None:
+    trials = pd.DataFrame({  # repeat 1 got an extra trial from a concurrent worker
+        "optimizer": "adam", "sampler": "tpe", "repeat": [0, 0, 1, 1, 1],
+        "trial_number": [0, 1, 0, 1, 2], "state": "COMPLETE", "objective": [0.2, 0.1, 0.5, 0.4, 0.3],
+    })
+    assert charts.best_so_far(trials)["trial"].max() == 3
+    progress = charts.best_so_far(trials, budget=2)
+    assert progress["trial"].max() == 2 and len(progress) == 4
+    median = charts.spread(progress, ["optimizer", "sampler"], "trial", "trial", "min-max")["median"].tolist()
+    assert median == sorted(median, reverse=True)
+
+
 def test_trials_to_match_finds_the_first_trial_reaching_the_baselines_final_best() -> None:
     stats = pd.DataFrame({
         "optimizer": "adam",

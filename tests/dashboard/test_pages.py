@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import REPO, run_rows, tuner, write_study
+from dashboard import data
+from tests.helpers import REPO, TINY, run_rows, tuner, write_study
+from tuner.spec import parse_experiment
 from tuner.storage.engine import reader_engine
 from tuner.storage.store import Store
+from tuner.worker import run_worker
 
 APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("experiments", "convergence", "samplers", "sensitivity", "best")
@@ -154,6 +157,35 @@ def test_pages_explain_an_experiment_with_no_finished_trial(monkeypatch, tmp_pat
     assert tuner("launch", str(study), "--workers", "0", "--storage", url, cwd=tmp_path).returncode == 0
     app = open_page(monkeypatch, url, page, "fresh")
     assert any("no completed trial yet" in info.value for info in app.info)
+
+
+def test_best_page_reads_trials_again_when_its_cached_copy_misses_a_new_best(monkeypatch, tmp_path) -> None:
+    """Each query is cached on its own: the trials read by an earlier page can predate the best rows."""
+    url = f"sqlite:///{tmp_path}/grows.db"
+    spec = parse_experiment({**TINY, "name": "grows", "trials": 2, "samplers": ["random"], "reevaluate": 0})
+    store = Store.open(url)
+    store.ensure_studies(spec, store.ensure_experiment(spec))
+    assert run_worker(store, "grows", max_trials=1) == 1
+    open_page(monkeypatch, url, "samplers", "grows")  # caches the trials: one run
+    assert run_worker(store, "grows", max_trials=3) == 3
+    store.close()
+    app = open_page(monkeypatch, url, "best", "grows")  # best rows read now name runs the cache lacks
+    (table,) = (t.value for t in app.dataframe)
+    assert len(table) == len(spec.optimizers) and table["lr"].notna().all()
+
+
+def test_experiments_page_reads_the_listing_again_for_an_experiment_newer_than_it(monkeypatch, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/two.db"
+    store = Store.open(url)
+    first = parse_experiment({**TINY, "name": "first"})
+    store.ensure_studies(first, store.ensure_experiment(first))
+    open_page(monkeypatch, url, "experiments", "first")  # caches the listing: one experiment
+    second = parse_experiment({**TINY, "name": "second"})
+    store.ensure_studies(second, store.ensure_experiment(second))
+    store.close()
+    data.experiment_names.clear()  # the names' cache expires first and now lists the new experiment
+    app = open_page(monkeypatch, url, "experiments", "second")
+    assert app.subheader[0].value == "second"
 
 
 def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:
