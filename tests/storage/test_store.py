@@ -1,5 +1,6 @@
 """The Store's worker-side storage: batched parameter writes, the first heartbeat, stale trials."""
 
+import datetime
 import time
 
 import optuna
@@ -9,7 +10,7 @@ from sqlalchemy import text
 from tests.helpers import TINY
 from tuner.spec import parse_experiment
 from tuner.storage.records import RunRecord
-from tuner.storage.store import Store, WorkerCache
+from tuner.storage.store import Store, WorkerCache, WorkerStorage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage", "ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -198,3 +199,47 @@ def test_a_worker_sees_another_worker_s_trials_as_they_are_stored(tmp_path) -> N
     agree()
     one.close()
     two.close()
+
+
+def test_other_workers_trials_load_as_optuna_loads_them(tmp_path, monkeypatch) -> None:
+    """Every kind of stored value (all parameter types, inf objectives, user and system attributes,
+    intermediate values, unfinished trials) reads back from our loader as from Optuna's."""
+    url = f"sqlite:///{tmp_path}/load.db"
+    study = optuna.create_study(study_name="load", storage=url, sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(objective, n_trials=10, catch=(RuntimeError,))
+    study.tell(study.ask(), float("inf"))
+    running = study.ask()
+    running.suggest_float("lr", 1e-4, 1.0, log=True)
+    running.report(float("-inf"), 2)
+    study._storage.set_trial_system_attr(running._trial_id, "retry", {"of": [1, 2]})
+    study.enqueue_trial({"lr": 0.5})  # WAITING, with a fixed parameter as a system attribute
+    reference = optuna.storages.RDBStorage(url)
+    expected = reference.get_all_trials(study._study_id, deepcopy=False)
+    store = Store.open(url)
+    with store.engine.connect() as conn:
+        loaded = store.rdb.load_trials(conn, {t._trial_id for t in expected})
+        assert store.rdb.load_trials(conn, {expected[2]._trial_id}) == [expected[2]]
+        monkeypatch.setattr(WorkerStorage, "LOAD_CHUNK", 4)  # many trials: read a few at a time
+        assert store.rdb.load_trials(conn, {t._trial_id for t in expected}) == loaded
+    store.close()
+    assert loaded == expected and [t.datetime_start for t in loaded] == [t.datetime_start for t in expected]
+    assert {t.state for t in loaded} == set(optuna.trial.TrialState)  # every state, WAITING and RUNNING too
+
+
+def test_trial_times_are_stored_in_utc_as_optuna_stores_them(tmp_path, monkeypatch) -> None:
+    """Optuna keeps naive UTC in its tables and hands out local time: in a zone far from UTC, a trial
+    written by a worker reads back (through Optuna's own storage) at the local time it ran."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        store = Store.open(f"sqlite:///{tmp_path}/tz.db")
+        study, _ = study_of(store)
+        before = datetime.datetime.now()
+        study.tell(study.ask(), 1.0)
+        after = datetime.datetime.now()
+        store.close()
+        (stored,) = optuna.load_study(study_name=study.study_name, storage=store.url).trials
+        assert before <= stored.datetime_start <= stored.datetime_complete <= after + datetime.timedelta(seconds=1)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
