@@ -8,6 +8,7 @@ from pathlib import Path
 from statistics import mean
 
 import yaml
+from optuna.storages._rdb import models
 from sqlalchemy import Engine, select
 
 from tuner.storage import queries, schema
@@ -68,23 +69,23 @@ def expected_best(engine: Engine, name: str) -> dict[tuple[str, str], int]:
 
 
 def check_consistent(engine: Engine, name: str, workers: int = 1) -> dict[str, Counter]:
-    """Every study met its budget (overshoot < workers), no trial is RUNNING or WAITING, every finished
-    Optuna trial has exactly one run row with curves, every run row's trial finished alike.
-    Returns the Optuna state counts per study name."""
+    """Every study met its budget (overshoot < workers), its trials are numbered 0, 1, ... without a
+    duplicate or a gap, no trial is RUNNING or WAITING, every finished Optuna trial has exactly one run
+    row with curves, every run row's trial finished alike. Returns the Optuna state counts per study name."""
     experiment_id, spec = queries.experiment(engine, name)
     rows = queries.studies(engine, experiment_id)
     optuna_counts = queries.optuna_states(engine, [r.study_name for r in rows])
     runs = [r for r in run_rows(engine, name) if r["kind"] == "trial"]
+    trials, studies = models.TrialModel.__table__, models.StudyModel.__table__
     with engine.connect() as conn:
-        trial_states = {
-            trial_id: str(getattr(state, "name", state))
-            for trial_id, state in conn.execute(
-                select(queries.optuna_trials.c.trial_id, queries.optuna_trials.c.state)
-                .join(queries.optuna_studies, queries.optuna_studies.c.study_id == queries.optuna_trials.c.study_id)
-                .where(queries.optuna_studies.c.study_name.in_([r.study_name for r in rows])))
-        }
+        found = conn.execute(select(studies.c.study_name, trials.c.number, trials.c.trial_id, trials.c.state)
+                             .join(studies, studies.c.study_id == trials.c.study_id)
+                             .where(studies.c.study_name.in_([r.study_name for r in rows]))).all()
         curve_runs = Counter(conn.execute(select(schema.curves.c.run_id)).scalars())
+    trial_states = {trial_id: state.name for _, _, trial_id, state in found}
     for row in rows:
+        numbers = sorted(number for study, number, _, _ in found if study == row.study_name)
+        assert numbers == list(range(len(numbers))), (row.study_name, numbers)  # no duplicate, no gap
         counts = optuna_counts.get(row.study_name, Counter())
         assert counts["RUNNING"] == 0 and counts["WAITING"] == 0, (row.study_name, counts)  # every retry ran
         finished = counts["COMPLETE"] + counts["PRUNED"]

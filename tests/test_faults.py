@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,19 +98,43 @@ def test_a_killed_worker_s_trial_is_failed_and_retried(server_url, tmp_path) -> 
           f"{len(run_rows(engine, name))} after; Optuna states {summary(counts)}")
 
 
-def test_workers_carry_on_when_postgres_restarts(postgres_url, tmp_path) -> None:
-    if os.geteuid() != 0 or not Path("/etc/postgresql").exists():
-        pytest.skip("needs root and a local PostgreSQL cluster to restart")
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", os.listdir("/etc/postgresql")[0], "main", "restart"]
-    name = create(postgres_url, tmp_path, name="restart", trials=5, samplers=["random"], **SLOW_TRIALS)
-    workers = [start_worker(postgres_url, name, tmp_path) for _ in range(2)]
+def restart_command(server: str) -> Callable[[], None]:
+    """How to restart this machine's local server of that kind, as an operator would; skip without one."""
+    if os.geteuid() != 0:
+        pytest.skip("restarting a database server needs root")
+    if server == "postgres" and Path("/etc/postgresql").exists():
+        cluster = os.listdir("/etc/postgresql")[0]
+        return lambda: subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+                                      check=True, capture_output=True)
+    if server == "mariadb" and Path("/usr/sbin/mariadbd").exists():
+        return restart_mariadb
+    pytest.skip(f"no local {server} server to restart")
+
+
+def restart_mariadb() -> None:
+    admin = ["mysqladmin", "-h", "127.0.0.1", "-u", "root"]
+    subprocess.run([*admin, "shutdown"], check=True, capture_output=True)
+    while subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode == 0:
+        time.sleep(0.1)
+    subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+                   check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run([*admin, "status"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "MariaDB did not come back"
+        time.sleep(0.2)
+
+
+def test_workers_carry_on_when_the_server_restarts(server_url, request, tmp_path) -> None:
+    restart = restart_command(request.node.callspec.params["server_url"])
+    name = create(server_url, tmp_path, name="restart", trials=5, samplers=["random"], **SLOW_TRIALS)
+    workers = [start_worker(server_url, name, tmp_path) for _ in range(2)]
     deadline = time.monotonic() + 90
-    while len(run_rows(reader_engine(postgres_url), name)) < 2 and time.monotonic() < deadline:
+    while len(run_rows(reader_engine(server_url), name)) < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
-    before = {r["id"] for r in run_rows(reader_engine(postgres_url), name)}
-    subprocess.run(command, check=True, capture_output=True)
+    before = {r["id"] for r in run_rows(reader_engine(server_url), name)}
+    restart()
     finish(workers)
-    engine = reader_engine(postgres_url)
+    engine = reader_engine(server_url)
     counts = check_consistent(engine, name, workers=2)
     after = {r["id"] for r in run_rows(engine, name)}
     assert before <= after, "a finished trial was lost"
