@@ -1,24 +1,34 @@
-"""What storage and bookkeeping cost: the quickstart on a database vs Optuna's in-memory storage.
+"""What storage and coordination cost: the quickstart on a database vs in memory, and 1 vs 2 workers.
 
-One worker runs the whole experiment in this process, alternating the database (SQLite by
-default, a fresh file each run; or a fresh database on the server given with --storage) and
-in-memory (Optuna's InMemoryStorage, tuner's tables in an in-memory SQLite); the trials are
-the same in both (same seeds). Prints the median wall times and their ratio (targets: SQLite
-<= 1.10, PostgreSQL <= 1.15), then the median trials per minute with 1 and 2 worker processes
-on the database (target: 2 workers >= 1.8x one) and the workers' CPU time per trial, which tells
-coordination cost (it grows with 2 workers) from a busy machine (it does not). Databases made on a
-server are dropped at the end.
+1. Overhead: one worker runs the whole experiment in this process, alternating the database
+   (SQLite by default, a fresh file each run; or a fresh database on the server given with
+   --storage) and in-memory (Optuna's InMemoryStorage, tuner's tables in an in-memory SQLite);
+   the trials are the same in both (same seeds). Prints the median wall times and their ratio
+   (targets: SQLite <= 1.10, PostgreSQL <= 1.15).
+2. Scaling: the experiment with 1 and 2 worker processes on the database (target: 2 workers
+   >= 1.8x the trials per minute of one), measured from the processes' start to their exit and
+   from the first trial to the last, with the workers' CPU time per trial and the optimizer steps
+   they trained. Each worker samples with a seed of its own, so 2 workers train other
+   configurations than 1 (other batch sizes: more or fewer steps); the same experiment with every
+   parameter fixed (equal work per trial, whichever worker runs it) isolates what sharing the
+   database costs. Next to it, the machine's own ceiling: two processes each running the
+   experiment in memory at once, sharing nothing.
+
+Databases made on a server are dropped at the end.
 
     python bench/storage_overhead.py [--study studies/quickstart.yaml] [--repeats 3] [--trials N]
     python bench/storage_overhead.py --storage postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
 import argparse
+import math
 import multiprocessing
 import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from optuna.storages._rdb import models
@@ -27,7 +37,9 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from threadpoolctl import threadpool_limits
 
+from tuner.space import Param
 from tuner.spec import Experiment, load_experiment
+from tuner.storage import schema
 from tuner.storage.store import Store
 from tuner.worker import quiet_optuna, run_worker, worker_process
 
@@ -41,10 +53,21 @@ def one_worker(spec: Experiment, store: Store) -> tuple[float, int]:
     return time.perf_counter() - start, trials
 
 
-def processes(spec: Experiment, url: str, n: int) -> tuple[float, float, float, int]:
-    """Run the experiment with ``n`` worker processes: seconds from their start to their exit,
-    seconds from the first trial's start to the last trial's end (Optuna's timestamps, i.e.
-    without the ~2 s each process spends importing), the workers' CPU seconds, and trials finished."""
+@dataclass(frozen=True)
+class Run:
+    """What ``n`` worker processes did: seconds from their start to their exit, seconds from the
+    first trial's start to the last trial's end (without the ~2 s each process spends importing),
+    their CPU seconds, trials finished and optimizer steps trained."""
+
+    elapsed: float
+    span: float
+    cpu: float
+    trials: int
+    steps: int
+
+
+def processes(spec: Experiment, url: str, n: int) -> Run:
+    """Run the experiment with ``n`` worker processes on ``url``."""
     store = Store.open(url)
     store.ensure_studies(spec, store.ensure_experiment(spec))
     store.close()
@@ -65,8 +88,52 @@ def processes(spec: Experiment, url: str, n: int) -> tuple[float, float, float, 
         first, last, finished = conn.execute(
             select(func.min(trials.c.datetime_start), func.max(trials.c.datetime_complete), func.count())
             .where(trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]))).one()
+        steps = conn.execute(select(func.sum(schema.runs.c.steps)).where(schema.runs.c.kind == "trial")).scalar()
     engine.dispose()
-    return elapsed, (last - first).total_seconds(), cpu, finished
+    return Run(elapsed, (last - first).total_seconds(), cpu, finished, steps)
+
+
+def middle(param: Param) -> object:
+    """The middle of a parameter's range on its own scale (the first of its choices)."""
+    if param.choices is not None:
+        return param.choices[0]
+    if param.power_of_two:
+        return 2 ** round((math.log2(param.low) + math.log2(param.high)) / 2)
+    if param.one_minus:
+        return 1 - math.sqrt((1 - param.low) * (1 - param.high))
+    mid = math.sqrt(param.low * param.high) if param.log else (param.low + param.high) / 2
+    return round(mid) if param.integer else mid
+
+
+def equal_work(spec: Experiment) -> Experiment:
+    """``spec`` with every searched parameter fixed at its middle: all trials of a study train the
+    same configuration from the same seed, so the work does not depend on who runs which trial."""
+    optimizers = [o.model_copy(update={"space": {**o.space, **{
+        p.name: middle(p) for p in spec.search_space(o.name) if p.searched and not p.schedule}}})
+        for o in spec.optimizers]
+    return spec.model_copy(update={"name": f"{spec.name}-equal-work", "optimizers": optimizers})
+
+
+def alone_in_memory(spec: Experiment, seconds: "multiprocessing.Queue[float]") -> None:
+    """A process running the whole experiment on its own in-memory storage; puts its seconds."""
+    quiet_optuna()
+    with threadpool_limits(1):
+        seconds.put(one_worker(spec, Store.memory())[0])
+
+
+def ceiling(spec: Experiment, alone: float, n: int) -> float:
+    """How much faster ``n`` processes sharing nothing get the same work done than one (``alone``
+    seconds): each runs the whole experiment in memory, all at once. The most that ``n`` workers
+    on a database can reach on this machine."""
+    context = multiprocessing.get_context("spawn")
+    seconds = context.Queue()
+    runs = [context.Process(target=alone_in_memory, args=(spec, seconds)) for _ in range(n)]
+    for run in runs:
+        run.start()
+    together = [seconds.get() for _ in runs]
+    for run in runs:
+        run.join()
+    return n * alone / max(together)
 
 
 class Databases:
@@ -97,6 +164,52 @@ class Databases:
         admin.dispose()
 
 
+def overhead(spec: Experiment, databases: Databases, repeats: int, label: str) -> float:
+    """Print the database / in-memory wall-time ratio of one worker; return the in-memory median."""
+    times: dict[str, list[float]] = {"database": [], "memory": []}
+    for r in range(repeats):
+        for mode in ("memory", "database") if r % 2 else ("database", "memory"):
+            store = Store.open(databases.fresh(f"r{r}")) if mode == "database" else Store.memory()
+            seconds, trials = one_worker(spec, store)
+            store.close()
+            times[mode].append(seconds)
+            print(f"  run {r + 1} {mode:8s}: {seconds:6.2f} s for {trials} trials", flush=True)
+    database, memory = statistics.median(times["database"]), statistics.median(times["memory"])
+    paired = statistics.median(d / m for d, m in zip(times["database"], times["memory"], strict=True))
+    target = "1.10" if label == "SQLite" else "1.15"
+    print(f"{spec.name}: one worker, {trials} trials; median of {repeats}")
+    print(f"  {label:10s} {database:7.2f} s   ({database / trials * 1e3:.1f} ms per trial)")
+    print(f"  in-memory  {memory:7.2f} s   ({memory / trials * 1e3:.1f} ms per trial)")
+    print(f"  ratio {label} / in-memory: {database / memory:.3f} of the medians, {paired:.3f} median of "
+          f"the {repeats} side-by-side pairs (target <= {target})")
+    return memory
+
+
+def scaling(spec: Experiment, databases: Databases, repeats: int, label: str) -> None:
+    """Print trials per minute with 1 and 2 worker processes (alternating order), and what they cost."""
+    runs: dict[int, list[Run]] = {1: [], 2: []}
+    for r in range(repeats):
+        for n in (2, 1) if r % 2 else (1, 2):
+            run = processes(spec, databases.fresh(f"w{n}"), n)
+            runs[n].append(run)
+            print(f"  run {r + 1} {n} worker process(es): {run.trials} trials, {run.steps} steps, {run.elapsed:.1f} s "
+                  f"from start to exit, {run.span:.1f} s from the first trial to the last, {run.cpu:.1f} CPU s",
+                  flush=True)
+
+    def medians(value: Callable[[Run], float]) -> tuple[float, float]:
+        return statistics.median(map(value, runs[1])), statistics.median(map(value, runs[2]))
+
+    print(f"{spec.name} on {label}, median of {repeats}:")
+    for what, field in (("start to exit", "elapsed"), ("first trial to last", "span")):
+        one, two = medians(lambda run, field=field: run.trials / getattr(run, field) * 60)
+        print(f"  trials/min ({what}): 1 worker {one:.1f}, 2 workers {two:.1f} -> {two / one:.2f}x (target >= 1.8x)")
+    one, two = medians(lambda run: run.cpu / run.trials * 1e3)
+    print(f"  worker CPU per trial: 1 worker {one:.1f} ms, 2 workers {two:.1f} ms -> {two / one:.2f} "
+          "(each process's start-up included)")
+    one, two = medians(lambda run: run.steps)
+    print(f"  optimizer steps trained: 1 worker {one:.0f}, 2 workers {two:.0f} -> {two / one:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default=str(Path(__file__).parent.parent / "studies" / "quickstart.yaml"))
@@ -109,44 +222,16 @@ def main() -> None:
         spec = spec.model_copy(update={"trials": args.trials})
     quiet_optuna()
     label = "SQLite" if args.storage is None else make_url(args.storage).get_backend_name()
-    times: dict[str, list[float]] = {"database": [], "memory": []}
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         databases = Databases(args.storage, tmp)
         try:
-            for r in range(args.repeats):
-                for mode in ("memory", "database") if r % 2 else ("database", "memory"):
-                    store = Store.open(databases.fresh(f"r{r}")) if mode == "database" else Store.memory()
-                    seconds, trials = one_worker(spec, store)
-                    store.close()
-                    times[mode].append(seconds)
-                    print(f"  run {r + 1} {mode:8s}: {seconds:6.2f} s for {trials} trials", flush=True)
-            database, memory = statistics.median(times["database"]), statistics.median(times["memory"])
-            paired = statistics.median(d / m for d, m in zip(times["database"], times["memory"], strict=True))
-            print(f"{spec.name}: one worker, {trials} trials; median of {args.repeats}")
-            print(f"  {label:10s} {database:7.2f} s   ({database / trials * 1e3:.1f} ms per trial)")
-            print(f"  in-memory  {memory:7.2f} s   ({memory / trials * 1e3:.1f} ms per trial)")
-            target = "1.10" if args.storage is None else "1.15"
-            print(f"  ratio {label} / in-memory: {database / memory:.3f} of the medians, {paired:.3f} median of "
-                  f"the {args.repeats} side-by-side pairs (target <= {target})")
-            rates: dict[str, dict[int, list[float]]] = {"wall": {1: [], 2: []}, "trials": {1: [], 2: []}}
-            cpu_ms: dict[int, list[float]] = {1: [], 2: []}
-            for r in range(args.repeats):
-                for n in (2, 1) if r % 2 else (1, 2):
-                    elapsed, span, cpu, trials = processes(spec, databases.fresh(f"w{n}"), n)
-                    rates["wall"][n].append(trials / elapsed * 60)
-                    rates["trials"][n].append(trials / span * 60)
-                    cpu_ms[n].append(cpu / trials * 1e3)
-                    print(f"  run {r + 1} {n} worker process(es) on {label}: {trials} trials, {elapsed:.1f} s from "
-                          f"start to exit, {span:.1f} s from the first trial to the last, {cpu:.1f} CPU s",
-                          flush=True)
-            for kind, what in (("wall", "processes' start to exit"), ("trials", "first trial to last")):
-                one, two = (statistics.median(rates[kind][n]) for n in (1, 2))
-                print(f"  trials/min on {label} ({what}), median of {args.repeats}: 1 worker {one:.1f}, "
-                      f"2 workers {two:.1f} -> {two / one:.2f}x (target >= 1.8x)")
-            one, two = (statistics.median(cpu_ms[n]) for n in (1, 2))
-            print(f"  worker CPU per trial, median of {args.repeats}: 1 worker {one:.1f} ms, 2 workers {two:.1f} ms "
-                  f"-> {two / one:.2f} (start-up included; near 1.00, sharing the database costs a worker nothing "
-                  "and a scaling below 2x is CPU the machine did not give)")
+            memory = overhead(spec, databases, args.repeats, label)
+            ceilings = [ceiling(spec, memory, 2) for _ in range(args.repeats)]
+            print(f"this machine's ceiling, median of {args.repeats}: 2 processes each running {spec.name} in memory "
+                  f"at once, sharing nothing, do {statistics.median(ceilings):.2f}x the work of one alone "
+                  f"({', '.join(f'{c:.2f}' for c in ceilings)})", flush=True)
+            for workload in (spec, equal_work(spec)):
+                scaling(workload, databases, args.repeats, label)
         finally:
             databases.drop_all()
 
