@@ -31,6 +31,7 @@ def spread(runs: pd.DataFrame, group: list[str], at: str, x: str, band: str) -> 
     bounds = grouped["value"].quantile([low, high]).unstack()
     stats["lo"], stats["hi"] = bounds[low], bounds[high]
     stats["x"] = grouped[x].median()
+    stats[["median", "lo", "hi"]] = stats[["median", "lo", "hi"]].replace([np.inf, -np.inf], np.nan)  # not drawable
     return stats.reset_index()
 
 
@@ -72,16 +73,17 @@ def convergence_figure(stats: pd.DataFrame, *, x_title: str, y_title: str, log_y
 
 def best_so_far(trials: pd.DataFrame, budget: int | None = None) -> pd.DataFrame:
     """Per study (optimizer, sampler, repeat): the lowest objective among its first k finished
-    trials, for k = 1..min(n, budget) (NaN until the first completed one). Trials past the budget,
-    which concurrent workers may add, are left out so that every repeat is compared at the same
-    count. Columns: optimizer, sampler, repeat, trial, value."""
+    trials, for k = 1..min(n, budget); +inf until the first completed one, so that a repeat without
+    a result counts as the worst in a median over repeats (left out, it would let the median rise
+    once it gets one). Trials past the budget, which concurrent workers may add, are left out so
+    that every repeat is compared at the same count. Columns: optimizer, sampler, repeat, trial, value."""
     ordered = trials.sort_values(["optimizer", "sampler", "repeat", "trial_number"])
     value = ordered["objective"].where(ordered["state"] == "COMPLETE")
     keys = [ordered["optimizer"], ordered["sampler"], ordered["repeat"]]
     progress = pd.DataFrame({
         "optimizer": ordered["optimizer"], "sampler": ordered["sampler"], "repeat": ordered["repeat"],
         "trial": ordered.groupby(keys).cumcount() + 1,
-        "value": value.groupby(keys).cummin().groupby(keys).ffill(),  # cummin leaves NaN where a trial failed
+        "value": value.groupby(keys).cummin().groupby(keys).ffill().fillna(np.inf),  # cummin leaves NaN at a failure
     })
     return progress if budget is None else progress[progress["trial"] <= budget]
 

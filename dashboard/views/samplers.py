@@ -20,7 +20,8 @@ progress = charts.best_so_far(trials, budget=spec.trials)
 stats = charts.spread(progress, ["optimizer", "sampler"], "trial", "trial", band)
 st.plotly_chart(charts.sampler_figure(stats, log_y=log_y), width="stretch")
 st.caption(f"Objective: {spec.objective.name} (lower is better). Median over {spec.repeats} repeat(s) per sampler; "
-           "a trial that did not complete keeps the best so far.")
+           "a trial that did not complete keeps the best so far; a repeat without a completed trial yet counts as "
+           "the worst, so a line starts where its median is finite.")
 
 if "random" not in set(trials["sampler"]):
     st.info("This experiment has no random-search baseline: add `random` to its samplers to compare against it.")

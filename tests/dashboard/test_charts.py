@@ -30,7 +30,18 @@ def test_best_so_far_keeps_the_best_completed_objective_in_trial_order() -> None
     })
     progress = charts.best_so_far(trials)
     assert progress["trial"].tolist() == [1, 2, 3, 4, 5]
-    np.testing.assert_array_equal(progress["value"], [np.nan, 0.5, 0.5, 0.2, 0.2])
+    np.testing.assert_array_equal(progress["value"], [np.inf, 0.5, 0.5, 0.2, 0.2])
+
+
+def test_a_repeat_without_a_result_yet_counts_as_the_worst_so_the_median_never_worsens() -> None:
+    trials = pd.DataFrame({  # repeat 0's first trial was pruned; repeat 1 found a good one at once
+        "optimizer": "adam", "sampler": "tpe", "repeat": [0, 0, 1, 1],
+        "trial_number": [0, 1, 0, 1], "state": ["PRUNED", "COMPLETE", "COMPLETE", "COMPLETE"],
+        "objective": [None, 0.5, 0.1, 0.3],
+    })
+    stats = charts.spread(charts.best_so_far(trials), ["optimizer", "sampler"], "trial", "trial", "min-max")
+    assert np.isnan(stats["median"][0]) and stats["median"][1] == pytest.approx(0.3)  # not 0.1, then 0.3
+    assert stats["lo"].tolist() == [0.1, 0.1] and np.isnan(stats["hi"][0]) and stats["hi"][1] == 0.5
 
 
 def test_best_so_far_leaves_out_trials_past_the_budget_so_the_median_never_worsens() -> None:
