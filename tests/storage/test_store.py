@@ -241,5 +241,5 @@ def test_trial_times_are_stored_in_utc_as_optuna_stores_them(tmp_path, monkeypat
         (stored,) = optuna.load_study(study_name=study.study_name, storage=store.url).trials
         assert before <= stored.datetime_start <= stored.datetime_complete <= after + datetime.timedelta(seconds=1)
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()  # TZ as it was, then the process's zone with it
         time.tzset()
