@@ -16,7 +16,12 @@
 
 Databases made on a server are dropped at the end.
 
-    python bench/storage_overhead.py [--study studies/quickstart.yaml] [--repeats 3] [--trials N]
+3. Per trial: a trivial objective (no work) with random search and with TPE, on tuner's worker
+   storage vs Optuna's stock RDBStorage vs Optuna's InMemoryStorage: what the storage costs.
+
+Each part runs on SQLite and on every server given with --storage, in this one run.
+
+    python bench/storage_overhead.py [--study studies/quickstart.yaml] [--repeats 3] [--trials N] [--no-scaling]
     python bench/storage_overhead.py --storage postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
@@ -31,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, func, select, text
@@ -40,14 +46,13 @@ from threadpoolctl import threadpool_limits
 from tuner.space import Param
 from tuner.spec import Experiment, load_experiment
 from tuner.storage import schema
-from tuner.storage.store import Store
-from tuner.worker import quiet_optuna, run_worker, worker_process
+from tuner.storage.store import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Store
+from tuner.worker import create_experiment, quiet_optuna, run_worker, worker_process
 
 
 def one_worker(spec: Experiment, store: Store) -> tuple[float, int]:
     """Seconds and trials to run the experiment's whole budget with one in-process worker."""
-    experiment_id = store.ensure_experiment(spec)
-    store.ensure_studies(spec, experiment_id)
+    create_experiment(store, spec)
     start = time.perf_counter()
     trials = run_worker(store, spec.name)
     return time.perf_counter() - start, trials
@@ -69,7 +74,7 @@ class Run:
 def processes(spec: Experiment, url: str, n: int) -> Run:
     """Run the experiment with ``n`` worker processes on ``url``."""
     store = Store.open(url)
-    store.ensure_studies(spec, store.ensure_experiment(spec))
+    create_experiment(store, spec)
     store.close()
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=worker_process, args=(url, spec.name, i)) for i in range(n)]
@@ -210,30 +215,87 @@ def scaling(spec: Experiment, databases: Databases, repeats: int, label: str) ->
     print(f"  optimizer steps trained: 1 worker {one:.0f}, 2 workers {two:.0f} -> {two / one:.2f}")
 
 
+TRIVIAL_PARAMS = 8
+"""Parameters of the trivial objective (log-uniform floats) plus one categorical, about a trial of tuner's."""
+
+
+def trivial_objective(trial: optuna.Trial) -> float:
+    """No work: what is left of a trial's cost is the sampler's and the storage's."""
+    total = sum(trial.suggest_float(f"x{i}", 1e-4, 1.0, log=True) for i in range(TRIVIAL_PARAMS))
+    return total + (trial.suggest_categorical("kind", ["a", "b"]) == "a")
+
+
+def per_trial_ms(storage: optuna.storages.BaseStorage, sampler: str, trials: int) -> float:
+    """Milliseconds per trial of ``trivial_objective`` with ``sampler`` (seeded), one trial per
+    ``optimize`` call as a worker runs them."""
+    make = {"random": lambda: optuna.samplers.RandomSampler(seed=0),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)}[sampler]
+    study = optuna.create_study(storage=storage, sampler=make(), study_name=f"trivial-{sampler}-{time.time_ns()}")
+    start = time.perf_counter()
+    for _ in range(trials):
+        study.optimize(trivial_objective, n_trials=1)
+    return (time.perf_counter() - start) / trials * 1e3
+
+
+def trivial(databases: Databases, label: str, trials: int, repeats: int) -> None:
+    """Print ms per trial of a trivial objective: tuner's worker storage vs Optuna's stock
+    RDBStorage (each with its heartbeat, on a fresh database) vs Optuna's InMemoryStorage."""
+    kinds = {
+        "tuner": lambda url: Store.open(url).optuna,
+        "optuna": lambda url: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                                         grace_period=GRACE_PERIOD_S),
+        "in-memory": lambda url: optuna.storages.InMemoryStorage(),
+    }
+    print(f"trivial objective ({TRIVIAL_PARAMS + 1} parameters), {trials} trials, ms per trial on {label}, "
+          f"median of {repeats}:")
+    for sampler in ("random", "tpe"):
+        times: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for _ in range(repeats):
+            for kind, open_storage in kinds.items():
+                times[kind].append(per_trial_ms(open_storage(databases.fresh(f"t{sampler}")), sampler, trials))
+        median = {kind: statistics.median(t) for kind, t in times.items()}
+        print(f"  {sampler:6s}: tuner's storage {median['tuner']:6.2f}   Optuna's stock RDBStorage "
+              f"{median['optuna']:6.2f} ({median['optuna'] / median['tuner']:.1f}x tuner's)   "
+              f"Optuna in-memory {median['in-memory']:6.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default=str(Path(__file__).parent.parent / "studies" / "quickstart.yaml"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=None, help="trials per study (default: the file's)")
-    parser.add_argument("--storage", default=None, help="a server URL to compare instead of SQLite (fresh databases)")
+    parser.add_argument("--storage", action="append", default=None,
+                        help="a server URL to compare besides SQLite (fresh databases on it); may be repeated")
+    parser.add_argument("--trivial-trials", type=int, default=200)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 worker processes part")
     args = parser.parse_args()
     spec = load_experiment(args.study)
     if args.trials:
         spec = spec.model_copy(update={"trials": args.trials})
     quiet_optuna()
-    label = "SQLite" if args.storage is None else make_url(args.storage).get_backend_name()
+    servers = args.storage or []
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
-        databases = Databases(args.storage, tmp)
+        places = [Databases(None, tmp)] + [Databases(url, tmp) for url in servers]
         try:
-            memory = overhead(spec, databases, args.repeats, label)
+            for databases in places:
+                label = "SQLite" if databases.base is None else make_url(databases.base).get_backend_name()
+                trivial(databases, label, args.trivial_trials, args.repeats)
+            for databases in places:
+                label = "SQLite" if databases.base is None else make_url(databases.base).get_backend_name()
+                memory = overhead(spec, databases, args.repeats, label)
+            if args.no_scaling:
+                return
             ceilings = [ceiling(spec, memory, 2) for _ in range(args.repeats)]
             print(f"this machine's ceiling, median of {args.repeats}: 2 processes each running {spec.name} in memory "
                   f"at once, sharing nothing, do {statistics.median(ceilings):.2f}x the work of one alone "
                   f"({', '.join(f'{c:.2f}' for c in ceilings)})", flush=True)
-            for workload in (spec, equal_work(spec)):
-                scaling(workload, databases, args.repeats, label)
+            for databases in places:
+                label = "SQLite" if databases.base is None else make_url(databases.base).get_backend_name()
+                for workload in (spec, equal_work(spec)):
+                    scaling(workload, databases, args.repeats, label)
         finally:
-            databases.drop_all()
+            for databases in places:
+                databases.drop_all()
 
 
 if __name__ == "__main__":

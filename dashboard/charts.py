@@ -1,5 +1,6 @@
 """Pure functions: DataFrames in, summary DataFrames or plotly figures out. No queries, no Streamlit."""
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -9,11 +10,13 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from tuner.optim import OPTIMIZERS
+from tuner.samplers import BASELINE, SAMPLERS
+from tuner.storage.records import COMPLETE, DIVERGED
 
 PALETTE = dict(zip(OPTIMIZERS, qualitative.Plotly, strict=False))
-SAMPLER_PALETTE = dict(zip(("random", "tpe", "cmaes", "qmc", "grid"), qualitative.D3, strict=False))
+SAMPLER_PALETTE = dict(zip(SAMPLERS, qualitative.D3, strict=False))
 BANDS = {"inter-quartile": (0.25, 0.75), "min-max": (0.0, 1.0)}
-DIVERGED_STATES = ("DIVERGED",)
+THROUGHPUT_WINDOW = dt.timedelta(minutes=10)
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -71,14 +74,41 @@ def convergence_figure(stats: pd.DataFrame, *, x_title: str, y_title: str, log_y
     return figure
 
 
+def progress(experiments: pd.DataFrame, finish_times: pd.DataFrame) -> pd.DataFrame:
+    """``experiments`` (queries.experiments) with progress (done / total, at most 1), trials_per_min
+    over the last THROUGHPUT_WINDOW of each experiment's activity (``finish_times``: name,
+    finished_at) and minutes_left at that rate (NaN at none; 0 once done)."""
+    out = experiments.set_index("name")
+    out["progress"] = (out["done"] / out["total"].where(out["total"] > 0)).clip(upper=1.0).fillna(0.0)
+    out["trials_per_min"] = _throughput(finish_times).reindex(out.index).fillna(0.0)
+    remaining = (out["total"] - out["done"]).clip(lower=0)
+    out["minutes_left"] = (remaining / out["trials_per_min"].where(out["trials_per_min"] > 0)).where(remaining > 0, 0.0)
+    return out.reset_index()
+
+
+def _throughput(finished: pd.DataFrame) -> pd.Series:
+    """Trials finished per minute over the last THROUGHPUT_WINDOW of each experiment's activity."""
+    if finished.empty:
+        return pd.Series(dtype=float)
+    times = pd.to_datetime(finished["finished_at"], utc=True)
+    rates = {}
+    for name, group in times.groupby(finished["name"]):
+        last = group.max()
+        recent = group[group > last - THROUGHPUT_WINDOW]
+        span = (last - recent.min()).total_seconds() / 60.0
+        rates[name] = (len(recent) - 1) / span if span > 0 else 0.0
+    return pd.Series(rates, dtype=float)
+
+
 def best_so_far(trials: pd.DataFrame, budget: int | None = None) -> pd.DataFrame:
     """Per study (optimizer, sampler, repeat): the lowest objective among its first k finished
     trials, for k = 1..min(n, budget); +inf until the first completed one, so that a repeat without
     a result counts as the worst in a median over repeats (left out, it would let the median rise
     once it gets one). Trials past the budget, which concurrent workers may add, are left out so
-    that every repeat is compared at the same count. Columns: optimizer, sampler, repeat, trial, value."""
+    that every repeat is compared at the same count. Columns: optimizer, sampler, repeat, trial, value.
+    (A curve of the search's progress; the best configuration itself is the tuner_best_configs view's.)"""
     ordered = trials.sort_values(["optimizer", "sampler", "repeat", "trial_number"])
-    value = ordered["objective"].where(ordered["state"] == "COMPLETE")
+    value = ordered["objective"].where(ordered["state"] == COMPLETE)
     keys = [ordered["optimizer"], ordered["sampler"], ordered["repeat"]]
     progress = pd.DataFrame({
         "optimizer": ordered["optimizer"], "sampler": ordered["sampler"], "repeat": ordered["repeat"],
@@ -109,7 +139,7 @@ def sampler_figure(stats: pd.DataFrame, *, log_y: bool) -> go.Figure:
     return figure
 
 
-def trials_to_match(stats: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+def trials_to_match(stats: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Per optimizer and sampler: the baseline's final median best, and the first trial at which the
     sampler's median best-so-far is at least as good (None: not within its trials)."""
     rows = []
@@ -148,7 +178,7 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool) -
             marker={"color": shade, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": label},
                     "size": 7},
         ))
-    diverged = trials[trials["state"].isin(DIVERGED_STATES)]
+    diverged = trials[trials["state"] == DIVERGED]
     for optimizer, frame in diverged.groupby("optimizer", sort=False):
         figure.add_trace(go.Scattergl(
             x=frame["lr"], y=[top] * len(frame), mode="markers", name=f"{optimizer} diverged",

@@ -56,3 +56,11 @@ def mysql_url():
 def server_url(request):
     """Each database server tuner supports besides SQLite."""
     return request.getfixturevalue("postgres_url" if request.param == "postgres" else "mysql_url")
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def database(request, tmp_path):
+    """A fresh database of every kind tuner supports: a SQLite file, then PostgreSQL and MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/tuner-{request.node.name[:40].replace('/', '_')}.db"
+    return request.getfixturevalue("postgres_url" if request.param == "postgres" else "mysql_url")

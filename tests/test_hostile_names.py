@@ -12,7 +12,7 @@ from tuner.spec import parse_experiment
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine
 from tuner.storage.store import Store
-from tuner.worker import run_worker
+from tuner.worker import create_experiment, run_worker
 
 NAMES = [
     "robert'); DROP TABLE tuner_runs; --",
@@ -42,7 +42,7 @@ def test_hostile_names_on_a_server(server_url, monkeypatch) -> None:
     for name in NAMES:  # in this process: the launch command itself is covered above
         spec = parse_experiment({**TINY, "name": name, "trials": 2, "optimizers": ["sgd"], "samplers": ["random"],
                                  "reevaluate": 0})
-        store.ensure_studies(spec, store.ensure_experiment(spec))
+        create_experiment(store, spec)
         assert run_worker(store, name) == 2
     store.close()
     engine = reader_engine(server_url)

@@ -95,3 +95,18 @@ def test_grid_space_covers_each_searched_parameter() -> None:
     assert set(grid) == {"lr", "one_minus_momentum"}
     assert grid["lr"] == pytest.approx([1e-4, 1e-2, 1.0])
     assert all(isinstance(v, float) for v in grid["lr"]) and math.isclose(grid["one_minus_momentum"][-1], 0.5)
+
+
+def test_spaces_and_schedule_choices_come_from_the_registries() -> None:
+    from tuner.optim import OPTIMIZERS
+    from tuner.schedules import SCHEDULES
+    from tuner.space import SCHEDULE_PARAMS, default_space
+
+    for name, entry in OPTIMIZERS.items():
+        space = default_space(name, data_task=True)
+        assert [p.name for p in entry.space] == list(space)[:len(entry.space)]
+        assert ("schedule" in space) == (not entry.full_batch) == ("lr" in space)
+        if not entry.full_batch:
+            assert space["schedule"].choices == tuple(SCHEDULES)
+            assert space["lr"].log
+    assert {p.schedule for p in SCHEDULE_PARAMS} <= set(SCHEDULES)

@@ -131,3 +131,15 @@ def test_cli_reports_a_bad_study_file_in_one_line_without_traceback(tmp_path: Pa
     missing = CliRunner().invoke(app, ["launch", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "cannot read study file" in missing.output
     assert not (tmp_path / "t.db").exists(), "a bad study file must not touch the storage"
+
+
+def test_allowed_names_are_the_registries() -> None:
+    from typing import get_args
+
+    from tuner.optim import OPTIMIZERS
+    from tuner.samplers import PRUNERS, SAMPLERS
+    from tuner.spec import OBJECTIVES, ObjectiveName, OptimizerName, PrunerName, SamplerName
+
+    for literal, registry in ((OptimizerName, OPTIMIZERS), (SamplerName, SAMPLERS), (PrunerName, PRUNERS),
+                              (ObjectiveName, OBJECTIVES)):
+        assert get_args(literal) == tuple(registry)

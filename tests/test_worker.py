@@ -7,7 +7,7 @@ from tests.helpers import TINY
 from tuner.spec import parse_experiment
 from tuner.storage import queries
 from tuner.storage.store import Store
-from tuner.worker import next_study, quiet_optuna, run_worker
+from tuner.worker import create_experiment, next_study, quiet_optuna, run_worker
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the other worker asks outside optimize
@@ -19,7 +19,7 @@ def test_a_waiting_retry_holds_its_slot_and_runs_first(tmp_path) -> None:
     store, other = Store.open(url), Store.open(url)
     spec = parse_experiment({**TINY, "name": "retry", "trials": 2, "optimizers": ["sgd"], "samplers": ["random"],
                              "reevaluate": 0})
-    rows = store.ensure_studies(spec, store.ensure_experiment(spec))
+    rows = create_experiment(store, spec)[1]
     ids = {rows[0].id: queries.optuna_study_ids(store.engine, [rows[0].study_name])[rows[0].study_name]}
     assert run_worker(store, "retry", max_trials=1) == 1
     study = optuna.load_study(study_name=rows[0].study_name, storage=other.optuna)

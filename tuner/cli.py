@@ -68,13 +68,14 @@ def launch(
 def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,
                 sampler: str | None = None, fmt: str = "table") -> None:
     from tuner import report
+    from tuner.spec import Experiment
     from tuner.storage import queries
     from tuner.storage.engine import reader_engine
 
     engine = reader_engine(url)
     try:
-        rows = queries.best_configs(engine, name, optimizer, sampler)
-        _, spec = queries.experiment(engine, name)
+        rows = queries.best_configs(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
+        spec = Experiment(**queries.experiment(engine, name)[1])
     finally:
         engine.dispose()
     if fmt == "json":
@@ -82,8 +83,6 @@ def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | No
     elif fmt == "csv":
         typer.echo(report.best_as_csv(rows), nl=False)
     else:
-        if per_optimizer:
-            rows = report.best_per_optimizer(rows)
         if not rows:
             console.print(f"experiment {name!r} has no completed trial yet")
             return
@@ -137,12 +136,14 @@ def status(
 ) -> None:
     """Progress of every study: finished, pruned, diverged, failed, running."""
     from tuner import report
+    from tuner.spec import Experiment
     from tuner.storage import queries
     from tuner.storage.engine import reader_engine, resolve_url
 
     try:
         engine = reader_engine(resolve_url(storage))
-        experiment_id, spec = queries.experiment(engine, experiment)
+        experiment_id, spec_dict = queries.experiment(engine, experiment)
+        spec = Experiment(**spec_dict)
         rows = queries.studies(engine, experiment_id)
         runs = queries.run_states(engine, experiment_id)
         optuna_counts = queries.optuna_states(engine, [r.study_name for r in rows])

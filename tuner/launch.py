@@ -17,11 +17,10 @@ from tuner.objective import Budget, run_config, summarize
 from tuner.spec import Experiment
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine
-from tuner.storage.queries import DONE_STATES
-from tuner.storage.records import RunRecord
+from tuner.storage.records import DONE_STATES, RunRecord
 from tuner.storage.store import Store
 from tuner.tasks import make_task
-from tuner.worker import quiet_optuna, worker_process
+from tuner.worker import create_experiment, quiet_optuna, worker_process
 
 REEVALUATION_SEED = 1_000_000
 """Re-evaluation seeds start here, far from the trials' seeds (a study's repeat index)."""
@@ -46,8 +45,7 @@ def launch(spec: Experiment, url: str, workers: int, console: Console) -> str:
     quiet_optuna()
     store = Store.open(url)
     try:
-        experiment_id = store.ensure_experiment(spec)
-        rows = store.ensure_studies(spec, experiment_id)
+        experiment_id, rows = create_experiment(store, spec)
         console.print(f"experiment [bold]{spec.name}[/]: {len(rows)} studies x {spec.trials} trials "
                       f"on {spec.task.name}, storage {url}")
         if workers == 0:
@@ -120,7 +118,8 @@ class _Progress:
         states = queries.run_states(self.engine, self.experiment_id)
         done = sum(min(sum(states.get(r.id, {}).get(s, 0) for s in DONE_STATES), r.n_trials) for r in self.rows)
         self.bar.update(self.task, completed=done)
-        best = queries.best_so_far(self.engine, self.experiment_id)
+        best = {row["optimizer"]: row["trial_objective"]
+                for row in queries.best_configs(self.engine, self.spec.name, per_optimizer=True)}
         table = Table(title=f"best {self.spec.objective.name} so far", title_justify="left")
         table.add_column("optimizer")
         table.add_column("best", justify="right")

@@ -8,8 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from tuner.storage.queries import DONE_STATES
-from tuner.storage.store import StudyRow
+from tuner.storage.records import COMPLETE, DIVERGED, DONE_STATES, PRUNED, StudyRow
 
 
 def best_as_json(rows: list[dict[str, Any]]) -> str:
@@ -73,26 +72,13 @@ def _compact(config: dict[str, Any]) -> str:
 
 
 def best_table(rows: list[dict[str, Any]], objective: str, title: str) -> Table:
+    """Rows of ``queries.best_configs``, in their order (best first)."""
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in ("optimizer", "sampler", f"{objective} mean ± std", "best trial", "configuration"):
         table.add_column(column, overflow="fold")
-    for r in sorted(rows, key=lambda r: (_rank(r), r["optimizer"])):
+    for r in rows:
         table.add_row(r["optimizer"], r["sampler"], _spread(r), _number(r["trial_objective"]), _compact(r["params"]))
     return table
-
-
-def _rank(row: dict[str, Any]) -> float:
-    value = row["reeval_mean"] if row["reeval_count"] else row["trial_objective"]
-    return float("inf") if value is None else value
-
-
-def best_per_optimizer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Of the best configuration per optimizer and sampler, the best per optimizer."""
-    chosen: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r["optimizer"] not in chosen or _rank(r) < _rank(chosen[r["optimizer"]]):
-            chosen[r["optimizer"]] = r
-    return list(chosen.values())
 
 
 def status_table(rows: list[StudyRow], runs: dict[int, Counter], optuna: dict[str, Counter]) -> Table:
@@ -103,7 +89,7 @@ def status_table(rows: list[StudyRow], runs: dict[int, Counter], optuna: dict[st
     for row in rows:
         mine, theirs = runs.get(row.id, Counter()), optuna.get(row.study_name, Counter())
         finished = sum(mine[s] for s in DONE_STATES)
-        table.add_row(row.optimizer, row.sampler, str(row.repeat), f"{finished}/{row.n_trials}", str(mine["COMPLETE"]),
-                      str(mine["PRUNED"]), str(mine["DIVERGED"]), str(theirs["FAIL"]), str(theirs["RUNNING"]),
+        table.add_row(row.optimizer, row.sampler, str(row.repeat), f"{finished}/{row.n_trials}", str(mine[COMPLETE]),
+                      str(mine[PRUNED]), str(mine[DIVERGED]), str(theirs["FAIL"]), str(theirs["RUNNING"]),
                       str(theirs["WAITING"]))
     return table

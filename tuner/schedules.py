@@ -10,9 +10,13 @@ Closed forms follow torch.optim.lr_scheduler where torch has the schedule:
                    (CosineAnnealingLR for k <= T; held at lr_min after T, no restarts)
     warm-up        lr * (s + (1 - s) * k / W) for k < W, then the schedule at k - W
                    (LinearLR(start_factor=s, total_iters=W) followed by it, as SequentialLR)
+
+``SCHEDULES`` is the one list of schedule kinds: the search space's ``schedule`` choices and
+the torch code of ``tuner.snippets`` derive from it.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +43,7 @@ class Schedule:
         """Learning rates at ``steps`` (an array of step numbers, or n for steps 0..n-1)."""
         k = np.arange(steps, dtype=np.float64) if np.isscalar(steps) else np.asarray(steps, float)
         w = self.warmup_steps
-        main = _DECAY[self.kind](self.lr, np.maximum(k - w, 0.0), **dict(self.params))
+        main = SCHEDULES[self.kind].decay(self.lr, np.maximum(k - w, 0.0), **dict(self.params))
         if w == 0:
             return main
         s = self.warmup_start_factor
@@ -67,20 +71,24 @@ def _cosine(lr: float, k: np.ndarray, total_steps: int, lr_min: float) -> np.nda
     return lr_min + (lr - lr_min) * (1.0 + np.cos(math.pi * np.minimum(k, total_steps) / total_steps)) / 2
 
 
-_DECAY = {
-    "constant": _constant,
-    "step": _step,
-    "exponential": _exponential,
-    "inverse_time": _inverse_time,
-    "cosine": _cosine,
-}
+@dataclass(frozen=True)
+class ScheduleKind:
+    """A registered decay rule: ``decay(lr, k, **params)``, the names of its parameters, and the
+    ``torch.optim.lr_scheduler`` call with the same learning rates (a format string over the parameters)."""
 
-SCHEDULES: dict[str, tuple[str, ...]] = {
-    "constant": (),
-    "step": ("step_size", "gamma"),
-    "exponential": ("gamma",),
-    "inverse_time": ("rate",),
-    "cosine": ("total_steps", "lr_min"),
+    decay: Callable[..., np.ndarray]
+    params: tuple[str, ...]
+    torch: str
+
+
+SCHEDULES: dict[str, ScheduleKind] = {
+    "constant": ScheduleKind(_constant, (), "ConstantLR(optimizer, factor=1.0, total_iters=0)"),
+    "step": ScheduleKind(_step, ("step_size", "gamma"), "StepLR(optimizer, step_size={step_size}, gamma={gamma})"),
+    "exponential": ScheduleKind(_exponential, ("gamma",), "ExponentialLR(optimizer, gamma={gamma})"),
+    "inverse_time": ScheduleKind(_inverse_time, ("rate",),
+                                 "LambdaLR(optimizer, lambda k: 1.0 / (1.0 + {rate} * k))"),
+    "cosine": ScheduleKind(_cosine, ("total_steps", "lr_min"),
+                           "CosineAnnealingLR(optimizer, T_max={total_steps}, eta_min={lr_min})"),
 }
 
 
@@ -96,8 +104,8 @@ def make_schedule(
     if kind not in SCHEDULES:
         raise ConfigError(f"schedule={kind!r} is unknown; allowed: {', '.join(SCHEDULES)}")
     check_range("lr", lr, 0.0, low_open=True)
-    check_options(f"schedule {kind!r}", params, SCHEDULES[kind])
-    missing = [name for name in SCHEDULES[kind] if name not in params and name != "lr_min"]
+    check_options(f"schedule {kind!r}", params, SCHEDULES[kind].params)
+    missing = [name for name in SCHEDULES[kind].params if name not in params and name != "lr_min"]
     if missing:
         raise ConfigError(f"schedule {kind!r} needs {missing[0]!r}")
     if kind == "step":

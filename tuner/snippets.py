@@ -4,10 +4,9 @@ from typing import Any
 
 import yaml
 
+from tuner.optim import OPTIMIZERS
+from tuner.schedules import SCHEDULES
 from tuner.space import from_config
-
-TORCH_CLASSES = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
-                 "adam": "Adam", "adamw": "AdamW", "lbfgs": "LBFGS"}
 
 
 def _literal(value: Any) -> str:
@@ -17,22 +16,20 @@ def _literal(value: Any) -> str:
 
 
 def torch_snippet(config: dict[str, Any]) -> str:
-    """``torch.optim`` code that trains with ``config`` (as stored by tuner): the optimizer,
-    the scheduler (stepped once per optimizer step) and the batch size as a comment."""
-    name = config["optimizer"]
+    """``torch.optim`` code that trains with ``config`` (as stored by tuner): the optimizer's torch
+    class with the options its name fixes (``nesterov=True``), the scheduler (stepped once per
+    optimizer step) and the batch size as a comment."""
+    entry = OPTIMIZERS[config["optimizer"]]
     arguments = {k: v for k, v in config.items() if k not in ("optimizer", "schedule", "batch_size")}
-    if name == "momentum":
-        arguments["nesterov"] = False
-    elif name == "nesterov":
-        arguments["nesterov"] = True
+    arguments.update(entry.variant)
     lines = ["import torch", ""]
-    if name == "lbfgs":
+    if entry.full_batch:
         lines.append("# tuner runs scipy's L-BFGS-B; torch's LBFGS with a strong-Wolfe line search is the nearest kin")
         arguments["line_search_fn"] = "strong_wolfe"
     parts = ["model.parameters()", *(f"{k}={_literal(v)}" for k, v in arguments.items())]
-    call = f"optimizer = torch.optim.{TORCH_CLASSES[name]}({', '.join(parts)})"
+    call = f"optimizer = torch.optim.{entry.torch}({', '.join(parts)})"
     if len(call) > 100:
-        call = f"optimizer = torch.optim.{TORCH_CLASSES[name]}(\n" + "".join(f"    {p},\n" for p in parts) + ")"
+        call = f"optimizer = torch.optim.{entry.torch}(\n" + "".join(f"    {p},\n" for p in parts) + ")"
     lines.append(call)
     schedule = config.get("schedule")
     if schedule:
@@ -45,15 +42,8 @@ def torch_snippet(config: dict[str, Any]) -> str:
 def _scheduler_lines(schedule: dict[str, Any], lr: float) -> list[str]:
     kind, warmup = schedule["kind"], schedule.get("warmup_steps", 0)
     sched = "torch.optim.lr_scheduler"
-    main = {
-        "constant": f"{sched}.ConstantLR(optimizer, factor=1.0, total_iters=0)",
-        "step": f"{sched}.StepLR(optimizer, step_size={schedule.get('step_size')}, "
-                f"gamma={_literal(schedule.get('gamma'))})",
-        "exponential": f"{sched}.ExponentialLR(optimizer, gamma={_literal(schedule.get('gamma'))})",
-        "inverse_time": f"{sched}.LambdaLR(optimizer, lambda k: 1.0 / (1.0 + {_literal(schedule.get('rate'))} * k))",
-        "cosine": f"{sched}.CosineAnnealingLR(optimizer, T_max={schedule.get('total_steps')}, "
-                  f"eta_min={_literal(schedule.get('lr_min'))})",
-    }[kind]
+    main = f"{sched}." + SCHEDULES[kind].torch.format(
+        **{name: _literal(schedule.get(name)) for name in SCHEDULES[kind].params})
     if warmup:
         start = _literal(schedule.get("warmup_start_factor", 0.1))
         lines = [f"warmup = {sched}.LinearLR(optimizer, start_factor={start}, end_factor=1.0, total_iters={warmup})",

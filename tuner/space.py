@@ -19,78 +19,16 @@ arguments (torch names), ``lr``, ``batch_size`` and the schedule in absolute ste
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from tuner.errors import ConfigError
+from tuner.optim import OPTIMIZERS
+from tuner.params import Param
+from tuner.schedules import SCHEDULES
 
-SCHEDULE_KINDS = ("constant", "step", "exponential", "inverse_time", "cosine")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dimension of a search space; ``fixed`` set means it is not searched."""
-
-    name: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = True
-    one_minus: bool = False
-    integer: bool = False
-    power_of_two: bool = False
-    choices: tuple | None = None
-    fixed: Any = None
-    schedule: str | None = None  # only sampled when this schedule is chosen
-
-    @property
-    def searched(self) -> bool:
-        return self.fixed is None
-
-    @property
-    def optuna_name(self) -> str:
-        if self.one_minus:
-            return f"one_minus_{self.name}"
-        if self.power_of_two:
-            return f"log2_{self.name}"
-        return self.name
-
-    def suggest(self, trial: Any) -> Any:
-        """Ask ``trial`` for this parameter; return its value in user terms."""
-        if not self.searched:
-            return self.fixed
-        if self.choices is not None:
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.one_minus:
-            return 1.0 - trial.suggest_float(self.optuna_name, 1.0 - self.high, 1.0 - self.low, log=True)
-        if self.power_of_two:
-            return 2 ** trial.suggest_int(self.optuna_name, round(math.log2(self.low)), round(math.log2(self.high)))
-        if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-    def grid(self, points: int) -> list:
-        """Values of the Optuna parameter for a grid search."""
-        if self.choices is not None:
-            return list(self.choices)
-        if self.one_minus:
-            return np.geomspace(1.0 - self.high, 1.0 - self.low, points).tolist()
-        if self.power_of_two:
-            lo, hi = round(math.log2(self.low)), round(math.log2(self.high))
-            return sorted({int(v) for v in np.linspace(lo, hi, min(points, hi - lo + 1)).round()})
-        space = np.geomspace if self.log else np.linspace
-        values = space(self.low, self.high, points).tolist()
-        return sorted({int(round(v)) for v in values}) if self.integer else values
-
-
-def _lr(low: float, high: float) -> Param:
-    return Param("lr", low, high)
-
-
-def _one_minus(name: str, low: float, high: float) -> Param:
-    return Param(name, low, high, one_minus=True)
-
+SCHEDULE_KINDS = tuple(SCHEDULES)
+"""The ``schedule`` choices: every registered schedule kind."""
 
 SCHEDULE_PARAMS = (
     Param("step_every", 0.1, 0.5, log=False, schedule="step"),
@@ -105,36 +43,15 @@ COMMON = (
     *SCHEDULE_PARAMS,
     Param("warmup", 0.0, 0.1, log=False, fixed=0.0),
 )
-
-DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
-    "sgd": (_lr(1e-4, 1.0), Param("weight_decay", 1e-6, 1e-2, fixed=0.0)),
-    "momentum": (_lr(1e-4, 1.0), _one_minus("momentum", 0.5, 0.999), Param("weight_decay", 1e-6, 1e-2, fixed=0.0)),
-    "nesterov": (_lr(1e-4, 1.0), _one_minus("momentum", 0.5, 0.999), Param("weight_decay", 1e-6, 1e-2, fixed=0.0)),
-    "adagrad": (_lr(1e-3, 1.0), Param("eps", 1e-10, 1e-2, fixed=1e-10), Param("weight_decay", 1e-6, 1e-2, fixed=0.0)),
-    "rmsprop": (
-        _lr(1e-5, 1e-1), _one_minus("alpha", 0.5, 0.999), Param("eps", 1e-10, 1e-2),
-        Param("momentum", 0.0, 0.99, log=False, fixed=0.0), Param("centered", choices=(False, True), fixed=False),
-        Param("weight_decay", 1e-6, 1e-2, fixed=0.0),
-    ),
-    "adam": (
-        _lr(1e-5, 1e-1), _one_minus("beta1", 0.5, 0.999), _one_minus("beta2", 0.9, 0.9999),
-        Param("eps", 1e-10, 1e-2), Param("weight_decay", 1e-6, 1e-2, fixed=0.0),
-        Param("amsgrad", choices=(False, True), fixed=False),
-    ),
-    "adamw": (
-        _lr(1e-5, 1e-1), _one_minus("beta1", 0.5, 0.999), _one_minus("beta2", 0.9, 0.9999),
-        Param("eps", 1e-10, 1e-2), Param("weight_decay", 1e-5, 1.0),
-        Param("amsgrad", choices=(False, True), fixed=False),
-    ),
-    "lbfgs": (Param("history_size", 3, 30, integer=True),),
-}
-"""Defaults in the style of AlgoPerf: every optimizer also gets COMMON unless it is lbfgs."""
+"""Parameters every first-order optimizer has besides its own (see ``OptimizerEntry.space``)."""
 
 
 def default_space(optimizer: str, *, data_task: bool) -> dict[str, Param]:
-    """The default parameters of ``optimizer``; no batch size for synthetic tasks, no lr or schedule for L-BFGS."""
-    params = list(DEFAULT_SPACES[optimizer])
-    if optimizer != "lbfgs":
+    """The default parameters of ``optimizer`` (its registry entry's space), and for first-order
+    optimizers COMMON: no batch size for synthetic tasks, no lr or schedule for full-batch L-BFGS."""
+    entry = OPTIMIZERS[optimizer]
+    params = list(entry.space)
+    if not entry.full_batch:
         params += [p for p in COMMON if data_task or p.name != "batch_size"]
     return {p.name: p for p in params}
 
@@ -244,7 +161,7 @@ def to_config(optimizer: str, values: dict[str, Any], total_steps: int) -> dict[
     if "beta1" in options or "beta2" in options:
         config["betas"] = [float(options.pop("beta1", 0.9)), float(options.pop("beta2", 0.999))]
     config.update({k: _plain(v) for k, v in options.items()})
-    if optimizer == "lbfgs":
+    if OPTIMIZERS[optimizer].full_batch:
         return config
     config["lr"] = float(values["lr"])
     if "batch_size" in values:

@@ -23,14 +23,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuner.errors import ConfigError, from_validation_error
 from tuner.optim import OPTIMIZERS
+from tuner.samplers import PRUNERS, SAMPLERS
 from tuner.space import Param, default_space, grid_space, resolve
 from tuner.tasks import TASKS, is_synthetic, task_options
+from tuner.urls import check_url
 
-OptimizerName = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"]
-SamplerName = Literal["random", "tpe", "cmaes", "qmc", "grid"]
-ObjectiveName = Literal["final_val_loss", "best_val_loss", "final_train_loss", "train_auc", "steps_to_target"]
-VALIDATION_OBJECTIVES = ("final_val_loss", "best_val_loss")
-assert set(OptimizerName.__args__) == set(OPTIMIZERS)
+OBJECTIVES: dict[str, bool] = {
+    "final_val_loss": True,
+    "best_val_loss": True,
+    "final_train_loss": False,
+    "train_auc": False,
+    "steps_to_target": False,
+}
+"""What Optuna minimises (computed by ``tuner.objective.objective_value``), and whether it needs
+validation data (which synthetic tasks have not)."""
+
+# The names a study file allows, from the registries; pydantic lists them in its error messages.
+OptimizerName = Literal[tuple(OPTIMIZERS)]
+SamplerName = Literal[tuple(SAMPLERS)]
+PrunerName = Literal[tuple(PRUNERS)]
+ObjectiveName = Literal[tuple(OBJECTIVES)]
 
 
 class _Loader(yaml.SafeLoader):
@@ -105,7 +117,7 @@ class Experiment(_Strict):
     repeats: int = Field(1, gt=0, le=1000)
     budget: Budget
     objective: ObjectiveSpec = ObjectiveSpec()
-    pruner: Literal["none", "median", "hyperband"] = "none"
+    pruner: PrunerName = "none"
     reevaluate: int = Field(5, ge=0, le=1000, description="fresh seeds re-running each study's best configuration")
     storage: str | None = None
 
@@ -118,8 +130,6 @@ class Experiment(_Strict):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
-            from tuner.storage.engine import check_url
-
             check_url(value)
         return value
 
@@ -138,10 +148,11 @@ class Experiment(_Strict):
             raise ValueError(
                 f"budget: task {self.task.name!r} trains on data and counts epochs; allowed: budget.epochs only"
             )
-        if synthetic and self.objective.name in VALIDATION_OBJECTIVES:
+        if synthetic and OBJECTIVES[self.objective.name]:
+            allowed = ", ".join(name for name, validation in OBJECTIVES.items() if not validation)
             raise ValueError(
                 f"objective={self.objective.name!r} needs validation data, which task {self.task.name!r} has not; "
-                "allowed: final_train_loss, train_auc, steps_to_target"
+                f"allowed: {allowed}"
             )
         for optimizer in self.optimizers:
             space = self.search_space(optimizer.name)

@@ -24,10 +24,11 @@ from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
 from tuner.objective import Abandoned, make_objective
-from tuner.space import Param, grid_space
+from tuner.samplers import SAMPLERS, make_pruner, make_sampler
 from tuner.spec import Experiment, SamplerSpec
 from tuner.storage import queries
-from tuner.storage.store import Store, StudyRow
+from tuner.storage.records import StudyRow
+from tuner.storage.store import Store
 from tuner.tasks import Task, make_task
 
 POLL_S, WAIT_S = 0.05, 1.0
@@ -54,37 +55,12 @@ class StopFlag:
         return self.requested
 
 
-def make_sampler(spec: SamplerSpec, space: list[Param], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler for ``spec``; random search is the baseline."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        if spec.name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if spec.name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                              n_startup_trials=min(10, max(3, n_trials // 5)))
-        if spec.name == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
-                                                n_startup_trials=min(5, max(1, n_trials // 10)))
-        if spec.name == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-        return optuna.samplers.GridSampler(grid_space(space, spec.grid_points), seed=seed)
-
-
-def make_pruner(spec: Experiment) -> optuna.pruners.BasePruner:
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.evaluations, reduction_factor=3)
-    return optuna.pruners.NopPruner()
-
-
 def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
-    """Distinct per study (so TPE's random start-up differs from the random baseline) and, except
-    for QMC and grid (coordinated through the storage), per worker."""
+    """Distinct per study (so TPE's random start-up differs from the random baseline) and per
+    worker, except for samplers coordinated through the storage (``SamplerEntry.shared_seed``)."""
     optimizer_index = [o.name for o in spec.optimizers].index(row.optimizer)
     sampler_index = [s.name for s in spec.samplers].index(sampler.name)
-    shared = sampler.name in ("qmc", "grid")
+    shared = SAMPLERS[sampler.name].shared_seed
     entropy = [sampler.seed, row.repeat, optimizer_index, sampler_index, 0 if shared else worker]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
@@ -111,6 +87,16 @@ def next_study(store: Store, rows: list[StudyRow], study_ids: dict[int, int | No
     return "wait" if unfinished else None
 
 
+def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRow]]:
+    """The experiment of ``spec`` and its studies, created or found again (idempotent): one study
+    per optimizer, sampler and repeat, each minimising the spec's objective."""
+    stored = spec.model_dump(mode="json", exclude={"storage"})
+    experiment_id = store.ensure_experiment(spec.name, spec.task.name, stored)
+    studies = [(o.name, s.name, repeat)
+               for o in spec.optimizers for s in spec.samplers for repeat in range(spec.repeats)]
+    return experiment_id, store.ensure_studies(experiment_id, spec.name, studies, spec.trials, spec.objective.name)
+
+
 def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
                should_stop: Callable[[], bool] = lambda: False, retry_for_s: float = RETRY_FOR_S) -> int:
     """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop.
@@ -118,9 +104,13 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     A lost database connection is retried with exponential backoff for up to ``retry_for_s``
     seconds; the trial in flight, if any, is failed by the heartbeat and run again.
     """
-    experiment_id, spec = queries.experiment(store.engine, experiment_name)
+    experiment_id, spec_dict = queries.experiment(store.engine, experiment_name)
+    spec = Experiment(**spec_dict)
     rows = queries.studies(store.engine, experiment_id)
     optuna_ids = queries.optuna_study_ids(store.engine, [r.study_name for r in rows]) if store.shared else {}
+    if store.shared and len(optuna_ids) < len(rows):  # deleted with Optuna's tools: made anew
+        create_experiment(store, spec)
+        optuna_ids = queries.optuna_study_ids(store.engine, [r.study_name for r in rows])
     study_ids = {row.id: optuna_ids.get(row.study_name) for row in rows}
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}

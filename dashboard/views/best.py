@@ -6,6 +6,7 @@ import streamlit as st
 from dashboard import data
 from tuner.report import best_as_csv, best_as_json
 from tuner.snippets import study_snippet, torch_snippet
+from tuner.storage.queries import TRIAL_COLUMNS
 
 url = data.storage_url()
 name = st.session_state["experiment"]
@@ -24,10 +25,11 @@ table = pd.DataFrame([
     {"optimizer": r["optimizer"], "sampler": r["sampler"], "mean": r["reeval_mean"], "std": r["reeval_std"],
      "min": r["reeval_min"], "max": r["reeval_max"], "seeds": r["reeval_count"], "diverged seeds": r["reeval_diverged"],
      "trial objective": r["trial_objective"], "trial": r["trial_number"],
-     **{k: v for k, v in trials.loc[r["run_id"]].items() if k not in data.TRIAL_COLUMNS and pd.notna(v)}}
-    for r in rows
-]).sort_values(["mean", "trial objective"], na_position="last")
-st.caption(f"Objective: {spec.objective.name} (lower is better); mean and spread over the re-evaluation seeds.")
+     **{k: v for k, v in trials.loc[r["run_id"]].items() if k not in TRIAL_COLUMNS and pd.notna(v)}}
+    for r in rows  # best first
+])
+st.caption(f"Objective: {spec.objective.name} (lower is better); mean and spread over the re-evaluation seeds. "
+           "Best first: re-evaluated configurations by their mean, then the others by their trial's objective.")
 st.dataframe(table, hide_index=True, width="stretch")
 left, right, _ = st.columns([1, 1, 4])
 left.download_button("CSV", best_as_csv(rows), file_name=f"{name}-best.csv", mime="text/csv")

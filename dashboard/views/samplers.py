@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import charts, data
+from tuner.samplers import BASELINE
 
 url = data.storage_url()
 name = st.session_state["experiment"]
@@ -23,8 +24,8 @@ st.caption(f"Objective: {spec.objective.name} (lower is better). Median over {sp
            "a trial that did not complete keeps the best so far; a repeat without a completed trial yet counts as "
            "the worst, so a line starts where its median is finite.")
 
-if "random" not in set(trials["sampler"]):
-    st.info("This experiment has no random-search baseline: add `random` to its samplers to compare against it.")
+if BASELINE not in set(trials["sampler"]):
+    st.info(f"This experiment has no random-search baseline: add `{BASELINE}` to its samplers to compare against it.")
 elif trials["sampler"].nunique() < 2:
     st.info("Only random search ran: add `tpe` (or another sampler) to the study file to compare samplers.")
 else:

@@ -4,6 +4,7 @@ Optuna's parameter importances, parallel coordinates."""
 import streamlit as st
 
 from dashboard import charts, data
+from tuner.api import searched_params
 
 url = data.storage_url()
 name = st.session_state["experiment"]
@@ -24,7 +25,7 @@ else:
 
 optimizer = st.selectbox("optimizer", list(dict.fromkeys(trials["optimizer"])))
 mine = trials[trials["optimizer"] == optimizer]
-params = data.searched_params(mine)
+params = searched_params(mine)
 if not params:
     st.info(f"{optimizer} has no searched parameter in this experiment: every value is fixed.")
     st.stop()

@@ -15,7 +15,7 @@ from tests.helpers import REPO, TINY, run_rows, tuner, write_study
 from tuner.spec import parse_experiment
 from tuner.storage.engine import reader_engine
 from tuner.storage.store import Store
-from tuner.worker import run_worker
+from tuner.worker import create_experiment, run_worker
 
 APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("experiments", "convergence", "samplers", "sensitivity", "best")
@@ -164,7 +164,7 @@ def test_best_page_reads_trials_again_when_its_cached_copy_misses_a_new_best(mon
     url = f"sqlite:///{tmp_path}/grows.db"
     spec = parse_experiment({**TINY, "name": "grows", "trials": 2, "samplers": ["random"], "reevaluate": 0})
     store = Store.open(url)
-    store.ensure_studies(spec, store.ensure_experiment(spec))
+    create_experiment(store, spec)
     assert run_worker(store, "grows", max_trials=1) == 1
     open_page(monkeypatch, url, "samplers", "grows")  # caches the trials: one run
     assert run_worker(store, "grows", max_trials=3) == 3
@@ -178,10 +178,10 @@ def test_experiments_page_reads_the_listing_again_for_an_experiment_newer_than_i
     url = f"sqlite:///{tmp_path}/two.db"
     store = Store.open(url)
     first = parse_experiment({**TINY, "name": "first"})
-    store.ensure_studies(first, store.ensure_experiment(first))
+    create_experiment(store, first)
     open_page(monkeypatch, url, "experiments", "first")  # caches the listing: one experiment
     second = parse_experiment({**TINY, "name": "second"})
-    store.ensure_studies(second, store.ensure_experiment(second))
+    create_experiment(store, second)
     store.close()
     data.experiment_names.clear()  # the names' cache expires first and now lists the new experiment
     app = open_page(monkeypatch, url, "experiments", "second")

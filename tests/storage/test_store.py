@@ -9,8 +9,10 @@ from sqlalchemy import text
 
 from tests.helpers import TINY
 from tuner.spec import parse_experiment
+from tuner.storage._optuna_fast import WorkerCache, WorkerStorage
 from tuner.storage.records import RunRecord
-from tuner.storage.store import Store, WorkerCache, WorkerStorage
+from tuner.storage.store import Store
+from tuner.worker import create_experiment
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage", "ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -26,7 +28,7 @@ def store(tmp_path):
 
 def study_of(store: Store) -> tuple[optuna.Study, int]:
     spec = parse_experiment(TINY)
-    rows = store.ensure_studies(spec, store.ensure_experiment(spec))
+    rows = create_experiment(store, spec)[1]
     return optuna.load_study(study_name=rows[0].study_name, storage=store.optuna), rows[0].id
 
 
@@ -117,21 +119,6 @@ def test_a_stale_trial_fails_and_is_retried_with_the_same_parameters(store) -> N
     assert count(store, "SELECT COUNT(*) FROM tuner_runs") == 0
     retry = study.ask()
     assert retry.number == waiting[0].number and retry.suggest_float("lr", 1e-3, 1.0, log=True) == lr
-
-
-def test_stale_trials_are_looked_for_once_per_heartbeat_interval(store) -> None:
-    study, _ = study_of(store)
-    trial = study.ask()
-    store.flush_params()
-    optuna.storages.fail_stale_trials(study)  # looks now: nothing stale
-    with store.engine.begin() as conn:
-        conn.execute(text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
-    optuna.storages.fail_stale_trials(study)  # within the interval: not looked again
-    assert study.trials[trial.number].state == optuna.trial.TrialState.RUNNING
-    store.rdb._stale_checked.clear()  # as if the interval had passed
-    optuna.storages.fail_stale_trials(study)
-    time.sleep(WorkerCache.MIN_INTERVAL_S)
-    assert study.trials[trial.number].state == optuna.trial.TrialState.FAIL
 
 
 def fields(trial: optuna.trial.FrozenTrial) -> tuple:

@@ -5,6 +5,7 @@ databases, ``schema`` and ``migrations`` define tuner's tables.
 """
 
 from tuner.storage.engine import DEFAULT_URL, reader_engine, resolve_url
-from tuner.storage.store import Store, StudyRow
+from tuner.storage.records import StudyRow
+from tuner.storage.store import Store
 
 __all__ = ["DEFAULT_URL", "Store", "StudyRow", "reader_engine", "resolve_url"]

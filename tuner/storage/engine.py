@@ -17,37 +17,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from tuner.errors import ConfigError
+from tuner.urls import check_url
 
 DEFAULT_URL = "sqlite:///tuner.db"
 BUSY_TIMEOUT_S = 60
-DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
 def resolve_url(option: str | None = None, spec: str | None = None) -> str:
     """--storage, else TUNER_STORAGE, else the study file's storage, else the default."""
     url = option or os.environ.get("TUNER_STORAGE") or spec or DEFAULT_URL
     return check_url(url)
-
-
-def check_url(url: str) -> str:
-    """Return ``url`` if SQLAlchemy can parse it and tuner supports its database."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(
-            f"storage={url!r} is not a database URL; allowed: e.g. sqlite:///tuner.db, "
-            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
-        ) from None
-    if parsed.get_backend_name() not in DIALECTS:
-        raise ConfigError(
-            f"storage={url!r}: database {parsed.get_backend_name()!r} is not supported; allowed: {', '.join(DIALECTS)}"
-        )
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise ConfigError(f"storage={url!r}: an in-memory SQLite database cannot be shared by workers; give a file")
-    return url
 
 
 def is_sqlite(url: str) -> bool:

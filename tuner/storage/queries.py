@@ -1,21 +1,29 @@
-"""Read-only queries over tuner's tables (and the counts in Optuna's). Every function takes an engine."""
+"""Read-only queries over tuner's tables (and the counts in Optuna's): every SELECT tuner makes
+outside the Store. Every function takes an engine and returns plain values, dicts, StudyRows or
+pandas DataFrames; none knows the study-file spec (an experiment's spec comes back as its dict).
+
+"Best" has one definition: the ``tuner_best_configs`` view (see ``best_configs``).
+"""
 
 import json
 import statistics
 from collections import Counter
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import (
     Column,
     Engine,
-    Float,
     Integer,
     MetaData,
     String,
     Table,
-    Text,
+    case,
     cast,
+    exists,
     func,
+    inspect,
     literal,
     select,
     text,
@@ -23,57 +31,93 @@ from sqlalchemy import (
 )
 
 from tuner.errors import ConfigError
-from tuner.spec import Experiment
 from tuner.storage import schema
 from tuner.storage.engine import read_once
-from tuner.storage.store import StudyRow
+from tuner.storage.records import COMPLETE, DONE_STATES, StudyRow
 
 _optuna = MetaData()
 optuna_studies = Table("studies", _optuna, Column("study_id", Integer), Column("study_name", String))
 optuna_trials = Table("trials", _optuna, Column("trial_id", Integer), Column("study_id", Integer),
                       Column("state", String))
-optuna_trial_params = Table("trial_params", _optuna, Column("trial_id", Integer), Column("param_name", String),
-                            Column("param_value", Float), Column("distribution_json", Text))
-optuna_trial_values = Table("trial_values", _optuna, Column("trial_id", Integer), Column("value", Float))
-"""The columns tuner reads of Optuna's own tables: live counts of RUNNING and WAITING trials, and
-parameters as Optuna sampled them (for its importance evaluators)."""
+"""The columns tuner reads of Optuna's own tables: live counts of RUNNING, WAITING and FAIL trials."""
 
-DONE_STATES = ("COMPLETE", "PRUNED", "DIVERGED")
+TRIAL_COLUMNS = ("run_id", "optimizer", "sampler", "repeat", "trial_number", "state", "objective", "diverged_at",
+                 "steps", "wall_time", "params")
+"""The columns of ``trials``: who ran a trial, how it ended, and its configuration (``params``)."""
+
+BEST_ORDER = "CASE WHEN reeval_count > 0 THEN 0 ELSE 1 END, reeval_mean, trial_objective, run_id"
+"""THE rule that ranks configurations, as ``tuner_best_configs`` ranks the trials of an optimizer
+and sampler: a re-evaluated configuration before one that was not, then the lower mean objective
+over the re-evaluation seeds, then the lower trial objective, then the older run. Applied to the
+view's rows, it ranks the best configuration per optimizer and sampler; the first row of an
+optimizer in that order is its best configuration (``best_configs(per_optimizer=True)``)."""
 
 
-def experiment(engine: Engine, name: str) -> tuple[int, Experiment]:
-    """The experiment called ``name``; ConfigError listing the known ones if there is none."""
+def experiment(engine: Engine, name: str) -> tuple[int, dict[str, Any]]:
+    """The id and stored spec (the validated study file as a dict) of the experiment called
+    ``name``; ConfigError listing the known ones if there is none."""
+    e = schema.experiments
     with engine.connect() as conn:
-        row = conn.execute(select(schema.experiments.c.id, schema.experiments.c.spec)
-                           .where(schema.experiments.c.name == name)).first()
-        if row is None:
-            known = conn.execute(select(schema.experiments.c.name).order_by(schema.experiments.c.name)).scalars().all()
+        row = conn.execute(select(e.c.id, e.c.spec).where(e.c.name == name)).first()
     if row is None:
+        known = experiment_names(engine)
         listing = ", ".join(repr(k) for k in known) if known else "none yet: run tuner launch FILE"
         raise ConfigError(f"experiment {name!r} is not in this storage; experiments: {listing}")
-    return row.id, Experiment(**row.spec)
+    return row.id, _json(row.spec)
+
+
+def has_tuner_tables(engine: Engine) -> bool:
+    """Whether the database holds tuner's tables (a new or foreign database does not)."""
+    return schema.experiments.name in inspect(engine).get_table_names()
+
+
+def experiment_names(engine: Engine) -> list[str]:
+    """Every experiment's name, oldest first."""
+    e = schema.experiments
+    with engine.connect() as conn:
+        return list(conn.execute(select(e.c.name).order_by(e.c.created_at, e.c.id)).scalars())
 
 
 def experiments(engine: Engine) -> list[dict[str, Any]]:
-    """Every experiment: name, task, creation time, studies, finished trials and budget."""
-    e, s, r = schema.experiments, schema.studies, schema.runs
-    done = (select(s.c.experiment_id, func.count(r.c.id).label("done"))
-            .join(r, r.c.study_id == s.c.id)
-            .where(r.c.kind == "trial", r.c.state.in_(DONE_STATES)).group_by(s.c.experiment_id).subquery())
+    """Every experiment, oldest first: name, task, created_at, studies, total (the trial budget
+    over its studies), done (finished trials: DONE_STATES), complete, pruned, diverged, and from
+    Optuna running and failed (crashed or killed workers' trials, retried)."""
+    e, s, r, o, t = schema.experiments, schema.studies, schema.runs, optuna_studies, optuna_trials
+    per_state = [func.count(case((r.c.state == state, 1))).label(state.lower()) for state in DONE_STATES]
+    finished = (select(s.c.experiment_id, *per_state).join(r, r.c.study_id == s.c.id)
+                .where(r.c.kind == "trial").group_by(s.c.experiment_id).subquery())
+    state = cast(t.c.state, String)
+    live = (select(s.c.experiment_id, func.count(case((state == "RUNNING", 1))).label("running"),
+                   func.count(case((state == "FAIL", 1))).label("failed"))
+            .join(o, o.c.study_name == s.c.study_name).join(t, t.c.study_id == o.c.study_id)
+            .group_by(s.c.experiment_id).subquery())
     budget = (select(s.c.experiment_id, func.count(s.c.id).label("studies"), func.sum(s.c.n_trials).label("total"))
               .group_by(s.c.experiment_id).subquery())
-    query = (select(e.c.name, e.c.task, e.c.created_at, budget.c.studies, budget.c.total, done.c.done)
+    counts = [finished.c[state.lower()] for state in DONE_STATES]
+    query = (select(e.c.name, e.c.task, e.c.created_at, budget.c.studies, budget.c.total, *counts, live.c.running,
+                    live.c.failed)
              .outerjoin(budget, budget.c.experiment_id == e.c.id)
-             .outerjoin(done, done.c.experiment_id == e.c.id).order_by(e.c.created_at))
+             .outerjoin(finished, finished.c.experiment_id == e.c.id)
+             .outerjoin(live, live.c.experiment_id == e.c.id).order_by(e.c.created_at, e.c.id))
+    out = []
     with engine.connect() as conn:
-        return [
-            {"name": row.name, "task": row.task, "created_at": row.created_at, "studies": row.studies or 0,
-             "done": row.done or 0, "total": row.total or 0}
-            for row in conn.execute(query)
-        ]
+        for row in conn.execute(query):
+            found = {k: int(v or 0) for k, v in row._mapping.items() if k not in ("name", "task", "created_at")}
+            out.append({"name": row.name, "task": row.task, "created_at": row.created_at, **found,
+                        "done": sum(found[state.lower()] for state in DONE_STATES)})
+    return out
+
+
+def finish_times(engine: Engine) -> pd.DataFrame:
+    """When each trial run was stored, by experiment. Columns: name, finished_at."""
+    e, s, r = schema.experiments, schema.studies, schema.runs
+    query = (select(e.c.name, r.c.created_at).join(s, s.c.experiment_id == e.c.id).join(r, r.c.study_id == s.c.id)
+             .where(r.c.kind == "trial"))
+    return _frame(engine, query, ["name", "finished_at"])
 
 
 def studies(engine: Engine, experiment_id: int) -> list[StudyRow]:
+    """The experiment's Optuna studies, in creation order."""
     s = schema.studies
     query = select(s.c.id, s.c.study_name, s.c.optimizer, s.c.sampler, s.c.repeat, s.c.n_trials).where(
         s.c.experiment_id == experiment_id).order_by(s.c.id)
@@ -138,13 +182,32 @@ def workload(engine: Engine, study_ids: dict[int, int | None]) -> dict[int, tupl
     return {study_id: tuple(n) for study_id, n in counts.items()}
 
 
+def trials(engine: Engine, experiment_id: int) -> pd.DataFrame:
+    """Every finished trial run of the experiment, by optimizer, sampler, repeat and trial number.
+    Columns: TRIAL_COLUMNS (``params``: the run's configuration as a dict; ``objective`` float, NaN
+    where the run has none)."""
+    s, r = schema.studies, schema.runs
+    query = (select(r.c.id, s.c.optimizer, s.c.sampler, s.c.repeat, r.c.trial_number, r.c.state, r.c.objective,
+                    r.c.diverged_at, r.c.steps, r.c.wall_time, r.c.params)
+             .join(s, s.c.id == r.c.study_id).where(s.c.experiment_id == experiment_id, r.c.kind == "trial")
+             .order_by(s.c.optimizer, s.c.sampler, s.c.repeat, r.c.trial_number))
+    frame = _frame(engine, query, list(TRIAL_COLUMNS))
+    frame["params"] = frame["params"].map(_json)
+    frame["objective"] = frame["objective"].astype(float)
+    return frame
+
+
 def best_trials(engine: Engine, experiment_id: int) -> list[dict[str, Any]]:
-    """Per study, its best completed trial run (lowest objective): the ones to re-evaluate."""
+    """Per study, its best trial: the configuration to re-evaluate. The view's rule for trials not
+    yet re-evaluated (BEST_ORDER without its re-evaluation terms): the completed trial run with the
+    lowest objective, then the lowest run id. So before any re-evaluation the view's best per
+    optimizer and sampler is one of these, and re-evaluating them is what lets the view rank by
+    mean. Keys: id, study_id, objective, params."""
     s, r = schema.studies, schema.runs
     ranked = (select(r.c.id, r.c.study_id, r.c.objective, r.c.params, func.row_number().over(
                   partition_by=r.c.study_id, order_by=(r.c.objective, r.c.id)).label("position"))
               .join(s, s.c.id == r.c.study_id)
-              .where(s.c.experiment_id == experiment_id, r.c.kind == "trial", r.c.state == "COMPLETE",
+              .where(s.c.experiment_id == experiment_id, r.c.kind == "trial", r.c.state == COMPLETE,
                      r.c.objective.is_not(None)).subquery())
     query = select(ranked.c.id, ranked.c.study_id, ranked.c.objective, ranked.c.params).where(ranked.c.position == 1)
     with engine.connect() as conn:
@@ -160,9 +223,13 @@ def reevaluated(engine: Engine, experiment_id: int) -> set[tuple[int, int]]:
         return {(row.source_run_id, row.seed) for row in conn.execute(query)}
 
 
-def best_configs(engine: Engine, name: str, optimizer: str | None = None,
-                 sampler: str | None = None) -> list[dict[str, Any]]:
-    """Rows of the tuner_best_configs view, with the standard deviation over re-evaluation seeds."""
+def best_configs(engine: Engine, name: str, optimizer: str | None = None, sampler: str | None = None, *,
+                 per_optimizer: bool = False) -> list[dict[str, Any]]:
+    """The best configurations of experiment ``name``: the rows of the tuner_best_configs view (one
+    per optimizer and sampler), best first by BEST_ORDER, with ``reeval_std``, the standard
+    deviation over the re-evaluation seeds (None under two), and ``params`` as a dict. With
+    ``per_optimizer``, only each optimizer's first row in that order: its best configuration over
+    every sampler. ConfigError for an unknown experiment."""
     experiment(engine, name)  # a clear error for an unknown name
     sql = f"SELECT * FROM {schema.BEST_CONFIGS_VIEW} WHERE experiment = :name"
     binds: dict[str, Any] = {"name": name}
@@ -171,25 +238,73 @@ def best_configs(engine: Engine, name: str, optimizer: str | None = None,
             sql += f" AND {column} = :{column}"
             binds[column] = value
     with engine.connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(text(sql + " ORDER BY optimizer, sampler"), binds)]
-        r = schema.runs
-        scores: dict[int, list[float]] = {}
-        for source, objective in conn.execute(select(r.c.source_run_id, r.c.objective).where(
-                r.c.source_run_id.in_([row["run_id"] for row in rows]), r.c.state == "COMPLETE")):
-            scores.setdefault(source, []).append(objective)
+        rows = [dict(row._mapping) for row in conn.execute(text(f"{sql} ORDER BY {BEST_ORDER}"), binds)]
+    if per_optimizer:
+        first: dict[str, dict[str, Any]] = {}
         for row in rows:
-            values = scores.get(row["run_id"], [])
-            row["reeval_std"] = statistics.stdev(values) if len(values) > 1 else None
-            if isinstance(row["params"], str):  # SQLite returns a view's JSON column as text
-                row["params"] = json.loads(row["params"])
+            first.setdefault(row["optimizer"], row)
+        rows = list(first.values())
+    r = schema.runs
+    scores: dict[int, list[float]] = {}
+    with engine.connect() as conn:
+        for source, objective in conn.execute(select(r.c.source_run_id, r.c.objective).where(
+                r.c.source_run_id.in_([row["run_id"] for row in rows]), r.c.state == COMPLETE)):
+            scores.setdefault(source, []).append(objective)
+    for row in rows:
+        values = scores.get(row["run_id"], [])
+        row["reeval_std"] = statistics.stdev(values) if len(values) > 1 else None
+        row["params"] = _json(row["params"])  # SQLite returns a view's JSON column as text
     return rows
 
 
-def best_so_far(engine: Engine, experiment_id: int) -> dict[str, float]:
-    """Per optimizer: the lowest objective of any completed trial so far."""
-    s, r = schema.studies, schema.runs
-    query = (select(s.c.optimizer, func.min(r.c.objective)).join(r, r.c.study_id == s.c.id)
-             .where(s.c.experiment_id == experiment_id, r.c.kind == "trial", r.c.state == "COMPLETE")
-             .group_by(s.c.optimizer))
+def config_runs(engine: Engine, run_ids: list[int]) -> pd.DataFrame:
+    """The runs that show each given trial's configuration: its re-evaluations on fresh seeds, or
+    the trial itself before any. Columns: source_run_id, run_id, seed, state, total_steps (the
+    trial's step budget, as it ran)."""
+    source, r = schema.runs.alias("source"), schema.runs
+    shown = (select(source.c.id, r.c.id, r.c.seed, r.c.state, source.c.steps)
+             .join(r, (r.c.source_run_id == source.c.id) & (r.c.kind == "reevaluation"))
+             .where(source.c.id.in_(run_ids)))
+    alone = (select(source.c.id, source.c.id, source.c.seed, source.c.state, source.c.steps)
+             .where(source.c.id.in_(run_ids),
+                    ~exists().where(r.c.source_run_id == source.c.id, r.c.kind == "reevaluation")))
+    return _frame(engine, union_all(shown, alone), ["source_run_id", "run_id", "seed", "state", "total_steps"])
+
+
+def curves(engine: Engine, run_ids: list[int] | tuple[int, ...], series: str) -> pd.DataFrame:
+    """Long form of one series of the given runs: run_id, step, seconds, value (NaN where the
+    recorded value was not finite)."""
+    c = schema.curves
+    parts = []
+    if run_ids:
+        query = select(c.c.run_id, c.c.steps, c.c.seconds, c.c["values"]).where(c.c.run_id.in_(list(run_ids)),
+                                                                                 c.c.series == series)
+        with engine.connect() as conn:
+            for run_id, steps, seconds, values in conn.execute(query):
+                parts.append(pd.DataFrame({
+                    "run_id": run_id, "step": np.asarray(_json(steps), dtype=np.int64),
+                    "seconds": np.asarray(_json(seconds), dtype=float),
+                    "value": np.array([np.nan if v is None else v for v in _json(values)], dtype=float)}))
+    if not parts:
+        return pd.DataFrame({"run_id": [], "step": [], "seconds": [], "value": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+def series_names(engine: Engine, experiment_id: int) -> list[str]:
+    """The curve series the experiment's runs record (train_loss, val_loss, val_accuracy, loss),
+    read from its first run; empty before any."""
+    s, r, c = schema.studies, schema.runs, schema.curves
+    first = (select(r.c.id).join(s, s.c.id == r.c.study_id).where(s.c.experiment_id == experiment_id)
+             .order_by(r.c.id).limit(1).scalar_subquery())
     with engine.connect() as conn:
-        return dict(conn.execute(query).all())
+        return sorted(conn.execute(select(c.c.series).where(c.c.run_id == first)).scalars())
+
+
+def _frame(engine: Engine, query: Any, columns: list[str]) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=columns)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: decoded already, or text where the driver (SQLite on a view) left it so."""
+    return json.loads(value) if isinstance(value, str) else value

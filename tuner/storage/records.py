@@ -8,6 +8,26 @@ import numpy as np
 
 MAX_POINTS = 500
 
+COMPLETE, PRUNED, DIVERGED, FAIL = "COMPLETE", "PRUNED", "DIVERGED", "FAIL"
+RUN_STATES = (COMPLETE, PRUNED, DIVERGED, FAIL)
+"""How a run ended (tuner_runs.state). COMPLETE and PRUNED as Optuna's; DIVERGED: a non-finite or
+exploding loss (Optuna: PRUNED); FAIL: the run's Optuna trial was failed afterwards (e.g. its
+worker died before telling)."""
+DONE_STATES = (COMPLETE, PRUNED, DIVERGED)
+"""The states of a finished trial, i.e. one that counts towards its study's budget."""
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One Optuna study of an experiment."""
+
+    id: int
+    study_name: str
+    optimizer: str
+    sampler: str
+    repeat: int
+    n_trials: int
+
 
 @dataclass(frozen=True)
 class Curve:

@@ -27,10 +27,6 @@ from sqlalchemy import (
 metadata = MetaData()
 DOUBLE = Double()  # 8 bytes everywhere (a plain Float is 4 bytes on MariaDB)
 
-RUN_STATES = ("COMPLETE", "PRUNED", "DIVERGED", "FAIL")
-"""COMPLETE and PRUNED as Optuna's; DIVERGED: a non-finite or exploding loss (Optuna: PRUNED);
-FAIL: the run's Optuna trial was failed afterwards (e.g. its worker died before telling)."""
-
 experiments = Table(
     "tuner_experiments",
     metadata,

@@ -1,0 +1,388 @@
+"""A faster RDB storage for Optuna on the worker's hot path: the only module that touches Optuna's
+private storage classes and tables. Pinned to the Optuna minor range in ``pyproject.toml``.
+
+The contract
+------------
+``WorkerCache(WorkerStorage(url, ...))`` is an Optuna storage: it passes Optuna's own suite
+(``optuna.testing.pytest_storages.StorageTestCase``) and Optuna's heartbeat cases on SQLite,
+PostgreSQL and MariaDB (tests/storage/test_optuna_contract.py), and every sampler suggests
+through it exactly what it suggests through Optuna's stock ``RDBStorage``
+(tests/storage/test_sampler_oracle.py). It writes the same rows as Optuna. Within that contract:
+
+- **A trial this process runs is served from its own copy.** Every write this process makes to
+  the trial (parameters, user and system attributes, intermediate values, state) updates the copy
+  as it updates the database, so what this process reads is always what it wrote; nothing else
+  writes to a RUNNING trial except to finish it (another worker failing it as stale), which the
+  final write detects (``UpdateFinishedTrialError``).
+- **Parameters are written once sampling is done.** ``set_trial_param`` is held until
+  ``flush_params`` (the objective calls it before training) or the trial's next state change,
+  then all are written in one transaction with Optuna's checks (trial unfinished, distribution
+  compatible with the study's). Optuna's own ``_CachedStorage`` documents the same persistence
+  rule: a trial's attributes are guaranteed in the database before its state changes.
+- **A trial and its first heartbeat are one transaction** (a WAITING trial gets its first beat as
+  it starts), so a trial is never RUNNING without a heartbeat: a worker killed before its first
+  beat still has its trial failed after the grace period. (Optuna's stock storage leaves such a
+  trial RUNNING forever. This is the one behaviour that differs from it, by design, and the one
+  heartbeat case adapted to it.)
+- **A trial's final state, its values and tuner's run row (``hold_run``) are one transaction.**
+- **Other processes' trials are read with one Core query per table** (``load_trials``), and a
+  study's trial list is re-read at most every ``WorkerCache.MIN_INTERVAL_S``: changes made by
+  other processes are seen within that interval, changes made through this storage at once.
+"""
+
+import copy
+import datetime as dt
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from optuna import distributions
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from tuner.storage.engine import read_once
+
+_STUDIES, _TRIALS, _PARAMS, _VALUES, _HEARTBEATS, _USER_ATTRS, _SYSTEM_ATTRS, _INTERMEDIATE = (
+    model.__table__ for model in (
+        models.StudyModel, models.TrialModel, models.TrialParamModel, models.TrialValueModel,
+        models.TrialHeartbeatModel, models.TrialUserAttributeModel, models.TrialSystemAttributeModel,
+        models.TrialIntermediateValueModel))
+"""Optuna's tables, read and written with SQLAlchemy Core on the hot path."""
+
+
+def _utc(local: dt.datetime) -> dt.datetime:
+    """A naive local time as Optuna stores it: naive UTC."""
+    return local.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _local(utc: dt.datetime | None) -> dt.datetime | None:
+    """A stored naive UTC time as Optuna hands it out: naive local time."""
+    return None if utc is None else utc.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+
+
+def _as_stored(value: Any) -> Any:
+    """An attribute's value as Optuna reads it back (stored as JSON: tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+class WorkerStorage(RDBStorage):
+    """Optuna's RDBStorage with fewer round trips per trial (see the module's contract)."""
+
+    LOAD_CHUNK = 1000
+    """Trials read per query: an IN list of this many ids stays within every database's limits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[tuple[int, str, float, distributions.BaseDistribution,
+                                  distributions.BaseDistribution | None]] = []
+        """Parameters held for ``flush_params``: trial id, name, internal value, distribution and
+        the study's distribution it was already checked against (None: check against the database)."""
+        self._own: dict[int, FrozenTrial] = {}
+        self._runs: dict[int, Callable[[Connection], Any]] = {}
+
+    # trials this process runs ----------------------------------------------------------------
+    def own_trial(self, trial_id: int) -> FrozenTrial | None:
+        """This process's copy of a trial it runs, as last written; None for any other. Copies are
+        never modified (a write replaces the copy), so one handed out stays as it was."""
+        return self._own.get(trial_id)
+
+    def own_trials(self) -> list[FrozenTrial]:
+        """The copies of every trial this process runs."""
+        return list(self._own.values())
+
+    def _revise(self, trial_id: int, **changes: Any) -> None:
+        """Replace the copy of an own trial by one with ``changes``."""
+        revised = copy.copy(self._own[trial_id])
+        for name, value in changes.items():
+            setattr(revised, name, value)
+        self._own[trial_id] = revised
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """A new RUNNING trial numbered as Optuna numbers them (under the study's row lock, the
+        count of its trials so far), with its first heartbeat. A template (a retry, an enqueued
+        trial) goes through Optuna's own code. Returns this process's copy (see ``own_trial``)."""
+        if template_trial is not None:
+            created = super()._create_new_trial(study_id, template_trial)
+            if created.state == TrialState.RUNNING:
+                self._own[created._trial_id] = created
+            return created
+        now = dt.datetime.now()
+        with self.engine.begin() as conn:
+            locked = select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
+            if conn.execute(locked).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+            number = conn.execute(select(func.count()).select_from(_TRIALS)
+                                  .where(_TRIALS.c.study_id == study_id)).scalar_one()
+            trial_id = conn.execute(insert(_TRIALS).values(
+                number=number, study_id=study_id, state=TrialState.RUNNING, datetime_start=_utc(now),
+            )).inserted_primary_key[0]
+            if self.heartbeat_interval is not None:
+                conn.execute(insert(_HEARTBEATS).values(trial_id=trial_id, heartbeat=func.now()))
+        self._own[trial_id] = FrozenTrial(
+            number=number, state=TrialState.RUNNING, value=None, values=None, datetime_start=now,
+            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+            intermediate_values={}, trial_id=trial_id,
+        )
+        return self._own[trial_id]
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        own = self._own.get(trial_id)
+        return copy.deepcopy(own) if own is not None else super().get_trial(trial_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        self.flush_params()  # read directly (not through the cache): what was set is in the database
+        return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """As Optuna's (the database's clock), in one statement when the trial has beaten before."""
+        with self.engine.begin() as conn:
+            beat = conn.execute(update(_HEARTBEATS).where(_HEARTBEATS.c.trial_id == trial_id)
+                                .values(heartbeat=func.now()))
+            if beat.rowcount == 0:
+                conn.execute(insert(_HEARTBEATS).values(trial_id=trial_id, heartbeat=func.now()))
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """As Optuna's: the study's RUNNING trials whose last heartbeat is older than the grace
+        period (default: two intervals) by the database's clock; one query."""
+        assert self.heartbeat_interval is not None
+        grace_s = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+        grace = dt.timedelta(seconds=grace_s)
+        beats = (select(_TRIALS.c.trial_id, _HEARTBEATS.c.heartbeat, func.now())
+                 .join(_HEARTBEATS, _HEARTBEATS.c.trial_id == _TRIALS.c.trial_id)
+                 .where(_TRIALS.c.study_id == study_id, _TRIALS.c.state == TrialState.RUNNING))
+        with read_once(self.engine) as conn:
+            rows = conn.execute(beats).all()
+        return [trial_id for trial_id, beat, now in rows if now.replace(tzinfo=None) - beat > grace]
+
+    # writes -----------------------------------------------------------------------------------
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: distributions.BaseDistribution,
+                         previous_distribution: distributions.BaseDistribution | None) -> None:
+        own = self._own.get(trial_id)
+        if own is None:
+            return super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
+                                            previous_distribution)
+        if previous_distribution is not None:
+            distributions.check_distribution_compatibility(previous_distribution, distribution)
+        self._pending.append((trial_id, param_name, param_value_internal, distribution, previous_distribution))
+        self._revise(trial_id, params={**own.params, param_name: distribution.to_external_repr(param_value_internal)},
+                     distributions={**own.distributions, param_name: distribution})
+
+    def flush_params(self) -> None:
+        """One transaction: each trial checked to be unfinished and each parameter's distribution
+        against the study's (as Optuna checks them; the cache's copy of the study's distribution
+        when it had one, as Optuna's cache does), then every held parameter inserted."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with self.engine.begin() as conn:
+            for trial_id in {p[0] for p in pending}:
+                self._check_updatable(conn, trial_id)
+            for trial_id, name, _, distribution, checked in pending:
+                previous = checked or self._study_distribution(conn, trial_id, name)
+                if previous is not None:
+                    distributions.check_distribution_compatibility(previous, distribution)
+            conn.execute(insert(_PARAMS), [
+                {"trial_id": trial_id, "param_name": name, "param_value": value,
+                 "distribution_json": distributions.distribution_to_json(distribution)}
+                for trial_id, name, value, distribution, _ in pending
+            ])
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_user_attr(trial_id, key, value)
+        if (own := self._own.get(trial_id)) is not None:
+            self._revise(trial_id, user_attrs={**own.user_attrs, key: _as_stored(value)})
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_system_attr(trial_id, key, value)
+        if (own := self._own.get(trial_id)) is not None:
+            self._revise(trial_id, system_attrs={**own.system_attrs, key: _as_stored(value)})
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        if (own := self._own.get(trial_id)) is not None:
+            self._revise(trial_id, intermediate_values={**own.intermediate_values, step: float(intermediate_value)})
+
+    def hold_run(self, trial_id: int, write: Callable[[Connection], Any]) -> None:
+        """Have ``write`` run in the transaction that records the trial's final state."""
+        self._runs[trial_id] = write
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        """As Optuna's. A finished state is one transaction with the trial's values and, if it is
+        COMPLETE or PRUNED, its held run (a FAIL drops it). A WAITING trial this process starts
+        gets its first heartbeat and becomes one it runs."""
+        write_run = self._runs.pop(trial_id, None)
+        try:
+            self.flush_params()
+            if not state.is_finished():
+                started = super().set_trial_state_values(trial_id, state, values)
+                if started and state == TrialState.RUNNING:
+                    if self.heartbeat_interval is not None:
+                        self.record_heartbeat(trial_id)
+                    self._own[trial_id] = super().get_trial(trial_id)
+                return started
+            with self.engine.begin() as conn:
+                finished = conn.execute(update(_TRIALS).where(
+                    _TRIALS.c.trial_id == trial_id, _TRIALS.c.state.in_([TrialState.RUNNING, TrialState.WAITING]),
+                ).values(state=state, datetime_complete=_utc(dt.datetime.now())))
+                if finished.rowcount != 1:
+                    self._check_updatable(conn, trial_id)  # KeyError, or UpdateFinishedTrialError
+                if values is not None:
+                    conn.execute(delete(_VALUES).where(_VALUES.c.trial_id == trial_id))
+                    conn.execute(insert(_VALUES), [
+                        dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value),
+                                 strict=True), trial_id=trial_id, objective=objective)
+                        for objective, value in enumerate(values)
+                    ])
+                if write_run is not None and state in (TrialState.COMPLETE, TrialState.PRUNED):
+                    write_run(conn)
+            return True
+        finally:
+            if state.is_finished():
+                self._own.pop(trial_id, None)
+
+    @staticmethod
+    def _check_updatable(conn: Connection, trial_id: int) -> None:
+        row = conn.execute(select(_TRIALS.c.number, _TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)).first()
+        if row is None:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")
+        if row.state.is_finished():
+            raise UpdateFinishedTrialError(f"Trial#{row.number} has already finished and can not be updated.")
+
+    @staticmethod
+    def _study_distribution(conn: Connection, trial_id: int, name: str) -> distributions.BaseDistribution | None:
+        """The distribution of parameter ``name`` in the trial's study so far, if any."""
+        study = select(_TRIALS.c.study_id).where(_TRIALS.c.trial_id == trial_id).scalar_subquery()
+        found = conn.execute(select(_PARAMS.c.distribution_json).join(_TRIALS, _TRIALS.c.trial_id == _PARAMS.c.trial_id)
+                             .where(_TRIALS.c.study_id == study, _PARAMS.c.param_name == name).limit(1)).scalar()
+        return None if found is None else distributions.json_to_distribution(found)
+
+    # reads of other processes' trials ---------------------------------------------------------
+    @classmethod
+    def load_trials(cls, conn: Connection, trial_ids: set[int]) -> list[FrozenTrial]:
+        """The trials ``trial_ids`` in id order, as Optuna's ``_get_trials`` builds them, read with
+        one query per table (Optuna's ORM loading costs several milliseconds a trial)."""
+        ids = sorted(trial_ids)
+        return [trial for start in range(0, len(ids), cls.LOAD_CHUNK)
+                for trial in cls._load_chunk(conn, ids[start:start + cls.LOAD_CHUNK])]
+
+    @staticmethod
+    def _load_chunk(conn: Connection, ids: list[int]) -> list[FrozenTrial]:
+        def rows(table: Any, order: Any) -> list:
+            return conn.execute(select(table).where(table.c.trial_id.in_(ids)).order_by(order)).all()
+
+        trials = rows(_TRIALS, _TRIALS.c.trial_id)
+        parts: dict[int, dict[str, dict]] = {row.trial_id: {
+            "params": {}, "distributions": {}, "values": {}, "user_attrs": {}, "system_attrs": {},
+            "intermediate_values": {}} for row in trials}
+        parsed: dict[str, distributions.BaseDistribution] = {}
+        for row in rows(_PARAMS, _PARAMS.c.param_id):
+            if row.distribution_json not in parsed:
+                parsed[row.distribution_json] = distributions.json_to_distribution(row.distribution_json)
+            distribution = parsed[row.distribution_json]
+            parts[row.trial_id]["params"][row.param_name] = distribution.to_external_repr(row.param_value)
+            parts[row.trial_id]["distributions"][row.param_name] = distribution
+        for row in rows(_VALUES, _VALUES.c.trial_value_id):
+            parts[row.trial_id]["values"][row.objective] = models.TrialValueModel.stored_repr_to_value(
+                row.value, row.value_type)
+        for table, order, field in ((_USER_ATTRS, _USER_ATTRS.c.trial_user_attribute_id, "user_attrs"),
+                                    (_SYSTEM_ATTRS, _SYSTEM_ATTRS.c.trial_system_attribute_id, "system_attrs")):
+            for row in rows(table, order):
+                parts[row.trial_id][field][row.key] = json.loads(row.value_json)
+        for row in rows(_INTERMEDIATE, _INTERMEDIATE.c.trial_intermediate_value_id):
+            parts[row.trial_id]["intermediate_values"][row.step] = (
+                models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                    row.intermediate_value, row.intermediate_value_type))
+        loaded = []
+        for row in trials:
+            part = parts[row.trial_id]
+            values = part.pop("values")
+            loaded.append(FrozenTrial(
+                number=row.number, state=row.state, value=None, values=[values[k] for k in sorted(values)] or None,
+                datetime_start=_local(row.datetime_start), datetime_complete=_local(row.datetime_complete),
+                trial_id=row.trial_id, **part,
+            ))
+        return loaded
+
+
+class WorkerCache(_CachedStorage):
+    """Optuna's cache in front of a WorkerStorage, reading less to see a study's new trials.
+
+    - The trials this process runs are the storage's live copies: always as written.
+    - A trial this process finishes goes into the cache as told: no read is needed to see it.
+    - A read first asks for the ids and states of the trials Optuna would re-read; only other
+      processes' trials that the cache does not already hold, finished and in that state, are
+      loaded in full.
+    - A study is re-read at most every ``MIN_INTERVAL_S``: ``study.ask`` reads it to find WAITING
+      trials and the sampler again a few milliseconds later; that second read would only add what
+      other processes did in between. Any state change through this storage ends the pause, so
+      the next read always sees it (and a retry that is waiting).
+    """
+
+    MIN_INTERVAL_S = 0.05
+
+    def __init__(self, backend: WorkerStorage) -> None:
+        super().__init__(backend)
+        self._backend: WorkerStorage = backend
+        self._read_at: dict[int, float] = {}
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        now = time.monotonic()
+        if now - self._read_at.get(study_id, -math.inf) < self.MIN_INTERVAL_S:
+            with self._lock:
+                self._add_trials_to_cache(study_id, self._own_in(study_id))
+            return
+        with self._lock:
+            if study_id not in self._studies:
+                self._check_study(study_id)
+            study = self._studies.setdefault(study_id, _StudyInfo())
+            changed = select(_TRIALS.c.trial_id, _TRIALS.c.state).where(_TRIALS.c.study_id == study_id, or_(
+                _TRIALS.c.trial_id > study.last_finished_trial_id, _TRIALS.c.trial_id.in_(study.unfinished_trial_ids)))
+            with read_once(self._backend.engine) as conn:
+                states = dict(conn.execute(changed).all())
+                own = [t for i in states if (t := self._backend.own_trial(i)) is not None]
+                unknown = {i for i, state in states.items()
+                           if not self._holds(i, state) and self._backend.own_trial(i) is None}
+                loaded = self._backend.load_trials(conn, unknown) if unknown else []
+            self._read_at[study_id] = now
+            self._add_trials_to_cache(study_id, loaded + own)
+            states.update((trial._trial_id, trial.state) for trial in loaded + own)
+            for trial_id, state in states.items():
+                if state.is_finished():
+                    study.last_finished_trial_id = max(study.last_finished_trial_id, trial_id)
+                    study.unfinished_trial_ids.discard(trial_id)
+                else:
+                    study.unfinished_trial_ids.add(trial_id)
+
+    def _own_in(self, study_id: int) -> list[FrozenTrial]:
+        """The current copies of the trials of ``study_id`` this process runs."""
+        return [trial for trial in self._backend.own_trials()
+                if self._trial_id_to_study_id_and_number.get(trial._trial_id, (None,))[0] == study_id]
+
+    def _check_study(self, study_id: int) -> None:
+        """KeyError, as Optuna's, for a study that does not exist."""
+        with read_once(self._backend.engine) as conn:
+            if conn.execute(select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id)).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+
+    def _holds(self, trial_id: int, state: TrialState) -> bool:
+        """Whether the cache has the trial finished in ``state`` (a finished trial never changes)."""
+        cached = self._get_cached_trial(trial_id)
+        return cached is not None and cached.state == state
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        own = self._backend.own_trial(trial_id)
+        self._read_at.clear()  # the next read sees the change (and a retry that may be waiting)
+        updated = self._backend.set_trial_state_values(trial_id, state, values)
+        if updated and own is not None and state.is_finished():
+            told = copy.copy(own)
+            told.state, told.values, told.datetime_complete = state, values, dt.datetime.now()
+            with self._lock:
+                self._add_trials_to_cache(self._trial_id_to_study_id_and_number[trial_id][0], [told])
+        return updated
