@@ -155,12 +155,23 @@ def test_open_experiment_resolves_storage_like_the_cli_and_explains_errors(launc
     empty.dispose()
 
 
-def test_import_tuner_stays_cheap_and_storage_is_a_leaf() -> None:
-    code = ("import sys, tuner, tuner.storage.queries\n"
-            "assert 'tuner.api' not in sys.modules and 'tuner.spec' not in sys.modules, sorted(sys.modules)\n"
-            "assert callable(tuner.open_experiment) and 'tuner.api' in sys.modules")
+def loaded_after(statement: str) -> set[str]:
+    """The modules of tuner and the dashboard that ``statement`` loads, in a fresh interpreter."""
+    code = f"import sys\n{statement}\nprint(' '.join(m for m in sys.modules if m.split('.')[0] in ('tuner', 'dashboard')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_import_tuner_stays_cheap() -> None:
+    assert loaded_after("import tuner") == {"tuner", "tuner.errors"}
+    assert "tuner.api" in loaded_after("import tuner; tuner.open_experiment")
+
+
+def test_storage_is_a_leaf_and_the_study_file_knows_no_storage() -> None:
+    storage = loaded_after("import tuner.storage, tuner.storage.queries, tuner.storage.store, tuner.storage.migrate")
+    assert storage <= {"tuner", "tuner.errors", "tuner.urls"} | {m for m in storage if m.startswith("tuner.storage")}
+    assert not {m for m in loaded_after("import tuner.spec") if m.startswith("tuner.storage")}
 
 
 def test_the_dashboard_reads_only_through_query_functions() -> None:
