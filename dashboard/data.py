@@ -22,6 +22,7 @@ from tuner.spec import Experiment
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine, resolve_url
 from tuner.tasks import make_task
+from tuner.urls import shown
 
 REFRESH_S = 5
 
@@ -50,9 +51,10 @@ def problem(url: str) -> str | None:
     except ConfigError as exc:
         return f"{exc}. Create it with `tuner launch studies/quickstart.yaml`."
     except SQLAlchemyError as exc:
-        return f"cannot read storage {url!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        return f"cannot read storage {shown(url)!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
     if not ready:
-        return f"storage {url!r} has no tuner experiments yet. Create one with `tuner launch studies/quickstart.yaml`."
+        return (f"storage {shown(url)!r} has no tuner experiments yet. "
+                "Create one with `tuner launch studies/quickstart.yaml`.")
     return None
 
 

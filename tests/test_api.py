@@ -16,11 +16,12 @@ from tests.helpers import tuner as run_tuner
 from tuner import analysis
 from tuner.api import BEST_RUN_COLUMNS, searched_params
 from tuner.errors import ConfigError
-from tuner.spec import Experiment
+from tuner.spec import Experiment, parse_experiment
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine
 from tuner.storage.records import DONE_STATES
 from tuner.storage.store import Store
+from tuner.worker import create_experiment
 
 NAME = "tiny"
 
@@ -179,3 +180,26 @@ def test_the_dashboard_reads_only_through_query_functions() -> None:
     assert "select(" not in source and "schema" not in source and "from sqlalchemy import Engine\n" in source
     for path in (REPO / "dashboard").rglob("*.py"):
         assert "select(" not in path.read_text(), path
+
+
+def test_filters_and_series_outside_the_experiment_are_refused(launched, exp) -> None:
+    with pytest.raises(ConfigError, match=r"optimizer='adamm' is not in experiment 'tiny'; allowed: sgd, adam"):
+        exp.best(optimizer="adamm")
+    with pytest.raises(ConfigError, match=r"sampler='nope' is not in experiment 'tiny'; allowed: random, tpe"):
+        exp.best(sampler="nope")
+    with pytest.raises(ConfigError, match=r"series='nope' is not recorded in experiment 'tiny'; allowed: "):
+        exp.curves("nope")
+    result = run_tuner("best", NAME, "--optimizer", "adamm", "--storage", launched[1], cwd=launched[0])
+    assert result.returncode == 2 and "allowed: sgd, adam" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_experiment_without_finished_runs_reads_as_empty_frames(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/empty.db"
+    store = Store.open(url)
+    create_experiment(store, parse_experiment({"name": "empty", "task": {"name": "softmax"}, "optimizers": ["adam"],
+                                               "samplers": ["random"], "trials": 2, "budget": {"epochs": 1}}))
+    store.close()
+    with tuner.open_experiment("empty", storage=url) as empty:
+        assert empty.best().empty and empty.trials().empty and len(empty.studies()) == 1
+        for curves in (empty.curves("val_loss"), empty.curves("train_loss", optimizer="adam")):
+            assert curves.empty and {"run_id", "step", "value", "optimizer"} <= set(curves.columns)

@@ -35,3 +35,73 @@ def test_a_waiting_retry_holds_its_slot_and_runs_first(tmp_path) -> None:
     assert next_study(store, rows, ids) is None
     store.close()
     other.close()
+
+
+def interrupting(monkeypatch, interruption) -> None:
+    """Make every trial's objective call ``interruption(trial)`` once it has trained, before it returns."""
+    import tuner.worker as worker
+
+    made = worker.make_objective
+
+    def make(*args, **kwargs):
+        objective = made(*args, **kwargs)
+
+        def wrapped(trial):
+            value = objective(trial)
+            interruption(trial)
+            return value
+
+        return wrapped
+
+    monkeypatch.setattr(worker, "make_objective", make)
+
+
+def small_experiment(tmp_path, name: str):
+    quiet_optuna()
+    url = f"sqlite:///{tmp_path}/{name}.db"
+    store = Store.open(url)
+    spec = parse_experiment({**TINY, "name": name, "trials": 3, "optimizers": ["sgd"], "samplers": ["random"],
+                             "reevaluate": 0})
+    create_experiment(store, spec)
+    return url, store
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_failed_elsewhere_while_it_ran_does_not_stop_the_worker(tmp_path, monkeypatch) -> None:
+    """Another worker found the trial's heartbeat stale and failed it (Optuna then masks the
+    UpdateFinishedTrialError as an AssertionError): the worker logs it and goes on."""
+    url, store = small_experiment(tmp_path, "failed-elsewhere")
+    failed = []
+
+    def fail_the_first(trial) -> None:
+        if not failed:
+            other = Store.open(url)
+            other.optuna.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            other.close()
+            failed.append(trial.number)
+
+    interrupting(monkeypatch, fail_the_first)
+    run_worker(store, "failed-elsewhere")
+    states = [t.state.name for t in optuna.load_study(study_name="failed-elsewhere/sgd/random/0", storage=url).trials]
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") == 3, states
+    assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3  # no run for the failed trial
+    store.close()
+
+
+def test_a_study_deleted_with_optuna_s_tools_while_the_worker_runs_is_made_anew(tmp_path, monkeypatch) -> None:
+    """What optuna-dashboard's delete button does in the middle of a trial: the worker carries on."""
+    url, store = small_experiment(tmp_path, "deleted")
+    deleted = []
+
+    def delete_once(trial) -> None:
+        if trial.number == 1 and not deleted:
+            optuna.delete_study(study_name="deleted/sgd/random/0", storage=url)
+            deleted.append(True)
+
+    interrupting(monkeypatch, delete_once)
+    run_worker(store, "deleted")
+    assert deleted
+    assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3  # trial 0, then a new study's 0 and 1
+    study = optuna.load_study(study_name="deleted/sgd/random/0", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    store.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
+from tuner.errors import ConfigError
 from tuner.space import from_config
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine, resolve_url
@@ -87,6 +88,10 @@ class StoredExperiment:
         """Long form of one curve series: run_id, step, seconds, value. Of the runs ``run_ids``;
         else of every trial of ``optimizer``, with its trial columns; else of the runs behind
         each optimizer's best configuration, with the ``best_runs`` columns."""
+        known = self.series()
+        if known and series not in known:
+            raise ConfigError(f"series={series!r} is not recorded in experiment {self.name!r}; "
+                              f"allowed: {', '.join(known)}")
         if run_ids is not None:
             return queries.curves(self.engine, run_ids, series)
         if optimizer is not None:
@@ -94,7 +99,10 @@ class StoredExperiment:
             runs = trials[trials["optimizer"] == optimizer].drop(columns="params")
         else:
             runs = self.best_runs()
-        return queries.curves(self.engine, [int(i) for i in runs["run_id"]], series).merge(runs, on="run_id")
+        curves = queries.curves(self.engine, [int(i) for i in runs["run_id"]], series)
+        if curves.empty:  # nothing finished yet (or every run diverged before its first point)
+            return curves.reindex(columns=[*curves.columns, *(c for c in runs.columns if c not in curves.columns)])
+        return curves.merge(runs, on="run_id")
 
     def close(self) -> None:
         """Release the database connections."""

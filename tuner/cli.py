@@ -48,6 +48,7 @@ def launch(
     from tuner.launch import launch as run_launch
     from tuner.spec import load_experiment
     from tuner.storage.engine import resolve_url
+    from tuner.urls import shown
 
     if workers < 0:
         raise fail(f"--workers={workers} is not allowed; allowed: 0 or more")
@@ -61,8 +62,8 @@ def launch(
         raise typer.Exit(130 if outcome == INTERRUPTED else 1)
     if workers:
         _print_best(url, spec.name, per_optimizer=True)
-        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {url}")
-        console.print(f"See the curves:      tuner dashboard --storage {url}")
+        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {shown(url)}")
+        console.print(f"See the curves:      tuner dashboard --storage {shown(url)}")
 
 
 def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,
@@ -189,6 +190,7 @@ def dashboard(
     """Open the read-only Streamlit dashboard on http://HOST:PORT."""
     import dashboard as package
     from tuner.storage.engine import resolve_url
+    from tuner.urls import shown
 
     try:
         url = resolve_url(storage)
@@ -197,7 +199,7 @@ def dashboard(
     if not 0 < port < 65536:
         raise fail(f"--port={port} is not allowed; allowed: 1-65535")
     app_file = Path(package.__file__).parent / "app.py"
-    typer.echo(f"dashboard of {url} on http://{host}:{port}", err=True)
+    typer.echo(f"dashboard of {shown(url)} on http://{host}:{port}", err=True)
     os.execv(sys.executable, [
         sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host, "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--storage", url,

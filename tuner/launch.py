@@ -20,6 +20,7 @@ from tuner.storage.engine import reader_engine
 from tuner.storage.records import DONE_STATES, RunRecord
 from tuner.storage.store import Store
 from tuner.tasks import make_task
+from tuner.urls import shown
 from tuner.worker import create_experiment, quiet_optuna, worker_process
 
 REEVALUATION_SEED = 1_000_000
@@ -47,7 +48,7 @@ def launch(spec: Experiment, url: str, workers: int, console: Console) -> str:
     try:
         experiment_id, rows = create_experiment(store, spec)
         console.print(f"experiment [bold]{spec.name}[/]: {len(rows)} studies x {spec.trials} trials "
-                      f"on {spec.task.name}, storage {url}")
+                      f"on {spec.task.name}, storage {shown(url)}")
         if workers == 0:
             return DONE
         outcome = _run_workers(url, spec, experiment_id, workers, console)

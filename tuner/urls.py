@@ -1,5 +1,7 @@
 """Database URLs tuner accepts: a leaf module, used by the study file's validation and by storage."""
 
+import re
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -8,19 +10,28 @@ from tuner.errors import ConfigError
 DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
+def shown(url: str) -> str:
+    """``url`` as tuner prints it: the password masked (``***``), even in a URL that does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(?<=://)[^/@]*(?=@)", "***", url)
+
+
 def check_url(url: str) -> str:
     """Return ``url`` if SQLAlchemy can parse it and tuner supports its database."""
+    field = f"storage={shown(url)!r}"
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
-            f"storage={url!r} is not a database URL; allowed: e.g. sqlite:///tuner.db, "
+            f"{field} is not a database URL; allowed: e.g. sqlite:///tuner.db, "
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
         ) from None
     if parsed.get_backend_name() not in DIALECTS:
         raise ConfigError(
-            f"storage={url!r}: database {parsed.get_backend_name()!r} is not supported; allowed: {', '.join(DIALECTS)}"
+            f"{field}: database {parsed.get_backend_name()!r} is not supported; allowed: {', '.join(DIALECTS)}"
         )
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise ConfigError(f"storage={url!r}: an in-memory SQLite database cannot be shared by workers; give a file")
+        raise ConfigError(f"{field}: an in-memory SQLite database cannot be shared by workers; give a file")
     return url

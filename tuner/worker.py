@@ -107,11 +107,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     experiment_id, spec_dict = queries.experiment(store.engine, experiment_name)
     spec = Experiment(**spec_dict)
     rows = queries.studies(store.engine, experiment_id)
-    optuna_ids = queries.optuna_study_ids(store.engine, [r.study_name for r in rows]) if store.shared else {}
-    if store.shared and len(optuna_ids) < len(rows):  # deleted with Optuna's tools: made anew
-        create_experiment(store, spec)
-        optuna_ids = queries.optuna_study_ids(store.engine, [r.study_name for r in rows])
-    study_ids = {row.id: optuna_ids.get(row.study_name) for row in rows}
+    study_ids = _optuna_studies(store, spec, rows)
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}
     ran = waits = 0
@@ -136,24 +132,49 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
         except Abandoned:  # stopped mid-trial: Optuna recorded the trial FAIL, its run was dropped
             break
-        except UpdateFinishedTrialError:  # our heartbeat was late: another worker failed and re-queued the trial
-            _log.warning("a trial of %s outlived its heartbeat and runs again elsewhere", row.study_name)
-            continue
         except Exception as exc:
-            if not (_lost_database(exc) and backoff.wait(exc, should_stop)):
-                raise
-            studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
-            continue
+            if _caused_by(exc, UpdateFinishedTrialError):  # Optuna may mask it (an AssertionError)
+                _log.warning("a trial of %s outlived its heartbeat: another worker failed it, and it runs again",
+                             row.study_name)
+                continue
+            if _caused_by(exc, DBAPIError):
+                if not backoff.wait(exc, should_stop):
+                    raise
+                studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
+                continue
+            if _caused_by(exc, KeyError) and store.shared and len(
+                    queries.optuna_study_ids(store.engine, [r.study_name for r in rows])) < len(rows):
+                _log.warning("a study of %s was deleted with Optuna's tools: it is made anew", experiment_name)
+                store.forget_cached_trials()
+                study_ids = _optuna_studies(store, spec, rows)
+                studies.clear()
+                continue
+            raise
         backoff.reset()
         ran += 1
     return ran
 
 
-def _lost_database(exc: BaseException) -> bool:
-    """Whether a database error is behind ``exc`` (Optuna can mask one: its _run_trial raises
-    UnboundLocalError when the database is gone while it records a trial's state)."""
+def _optuna_studies(store: Store, spec: Experiment, rows: list[StudyRow]) -> dict[int, int | None]:
+    """Each tuner study's Optuna study id (None on the in-memory store, which has no SQL ids).
+    Optuna studies deleted with Optuna's tools (optuna-dashboard, ``optuna delete-study``) are
+    created again, empty: tuner's runs of them still count towards their budgets."""
+    if not store.shared:
+        return {row.id: None for row in rows}
+    names = [row.study_name for row in rows]
+    optuna_ids = queries.optuna_study_ids(store.engine, names)
+    if len(optuna_ids) < len(rows):
+        create_experiment(store, spec)
+        optuna_ids = queries.optuna_study_ids(store.engine, names)
+    return {row.id: optuna_ids[row.study_name] for row in rows}
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether an exception of ``kind`` is ``exc`` or behind it. Optuna masks some: its _run_trial
+    raises UnboundLocalError when the database is gone while it records a trial's state, and an
+    AssertionError when the trial was already finished by another worker."""
     while exc is not None:
-        if isinstance(exc, DBAPIError):
+        if isinstance(exc, kind):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

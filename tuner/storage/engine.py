@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from tuner.errors import ConfigError
-from tuner.urls import check_url
+from tuner.urls import check_url, shown
 
 DEFAULT_URL = "sqlite:///tuner.db"
 BUSY_TIMEOUT_S = 60
@@ -93,7 +93,7 @@ def reader_engine(url: str) -> Engine:
         return engine
     path = make_url(url).database
     if not os.path.exists(path):
-        raise ConfigError(f"storage={url!r}: no such database file {path!r}")
+        raise ConfigError(f"storage={shown(url)!r}: no such database file {path!r}")
 
     def connect() -> sqlite3.Connection:
         connection = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True,

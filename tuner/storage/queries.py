@@ -230,7 +230,11 @@ def best_configs(engine: Engine, name: str, optimizer: str | None = None, sample
     deviation over the re-evaluation seeds (None under two), and ``params`` as a dict. With
     ``per_optimizer``, only each optimizer's first row in that order: its best configuration over
     every sampler. ConfigError for an unknown experiment."""
-    experiment(engine, name)  # a clear error for an unknown name
+    _, spec = experiment(engine, name)  # a clear error for an unknown name
+    for field, value in (("optimizer", optimizer), ("sampler", sampler)):
+        allowed = [item["name"] for item in spec[f"{field}s"]]
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{field}={value!r} is not in experiment {name!r}; allowed: {', '.join(allowed)}")
     sql = f"SELECT * FROM {schema.BEST_CONFIGS_VIEW} WHERE experiment = :name"
     binds: dict[str, Any] = {"name": name}
     for column, value in (("optimizer", optimizer), ("sampler", sampler)):

@@ -12,13 +12,13 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy import Connection, Engine, create_engine, insert, select
+from sqlalchemy import Connection, Engine, create_engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from tuner.errors import ConfigError
 from tuner.storage import schema
-from tuner.storage._optuna_fast import WorkerCache, WorkerStorage
+from tuner.storage._optuna_fast import _TRIALS, WorkerCache, WorkerStorage
 from tuner.storage.engine import configure_sqlite, engine_kwargs, is_sqlite
 from tuner.storage.migrate import upgrade
 from tuner.storage.records import RunRecord, StudyRow
@@ -97,6 +97,12 @@ class Store:
         if self.rdb is not None:
             self.rdb.flush_params()
 
+    def forget_cached_trials(self) -> None:
+        """Start Optuna's cache afresh: after a study was deleted by another process, the database
+        may give its trials' ids to new trials, which the cache would take for the deleted ones."""
+        if self.rdb is not None:
+            self.optuna = WorkerCache(self.rdb)
+
     # experiments and studies ----------------------------------------------------------------
     def ensure_experiment(self, name: str, task: str, spec: dict[str, Any]) -> int:
         """Create the experiment ``name`` (its study file as plain JSON data) or return the id of
@@ -136,7 +142,21 @@ class Store:
                     warnings.simplefilter("ignore", ExperimentalWarning)
                     study.set_metric_names([metric])
             rows.append(self._ensure_study_row(experiment_id, name, optimizer, sampler, repeat, n_trials))
+        self._detach_deleted_trials([row.id for row in rows])
         return rows
+
+    def _detach_deleted_trials(self, study_ids: list[int]) -> None:
+        """Runs of these studies whose Optuna trial was deleted (with its study, by Optuna's tools)
+        keep their results but name no Optuna trial any more: the database may give the id to a
+        new trial."""
+        if self.rdb is None:  # in memory, Optuna's trials are not in SQL
+            return
+        runs = schema.runs
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(
+                runs.c.study_id.in_(study_ids), runs.c.optuna_trial_id.is_not(None),
+                runs.c.optuna_trial_id.not_in(select(_TRIALS.c.trial_id)),
+            ).values(optuna_trial_id=None))
 
     def _ensure_study_row(self, experiment_id: int, name: str, optimizer: str, sampler: str,
                           repeat: int, n_trials: int) -> StudyRow:
