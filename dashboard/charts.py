@@ -162,7 +162,7 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool) -
     that parameter (log scale for positive values spanning a decade). Diverged trials are marked
     with an x along the top edge, at their learning rate."""
     figure = go.Figure()
-    done = trials[trials["state"] == "COMPLETE"]
+    done = trials[trials["state"] == COMPLETE]
     finite = done["objective"].dropna()
     top = float(finite.max()) if len(finite) else 1.0
     if colour is None:
@@ -211,7 +211,7 @@ def importance_figure(importances: dict[str, float]) -> go.Figure:
 
 def parallel_figure(trials: pd.DataFrame, params: list[str]) -> go.Figure:
     """Parallel coordinates of ``params`` and the objective over completed trials, coloured by objective."""
-    done = trials[trials["state"] == "COMPLETE"].dropna(subset=["objective"])
+    done = trials[trials["state"] == COMPLETE].dropna(subset=["objective"])
     dimensions = []
     for name in params:
         column = done[name]

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import optuna
 
-from tuner.optim import make_optimizer
+from tuner.optim import OPTIMIZERS, make_optimizer
 from tuner.schedules import make_schedule
 from tuner.space import Param, suggest, to_config
 from tuner.spec import Experiment
-from tuner.storage.records import RunRecord, downsample, finite
+from tuner.storage.records import COMPLETE, DIVERGED, PRUNED, RunRecord, downsample, finite
 from tuner.tasks import Task, is_synthetic
 from tuner.train import OnEval, RunResult, train
 
@@ -66,14 +66,15 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
     """The run's row and curves; the objective is None unless the run completed."""
     budget = Budget.of(spec)
     train_loss = result.train_loss
-    record = RunRecord(kind=kind, seed=seed, state="COMPLETE", params=config, wall_time=result.wall_time,
+    record = RunRecord(kind=kind, seed=seed, state=COMPLETE, params=config, wall_time=result.wall_time,
                        steps=result.steps, samples=result.samples, diverged_at=result.diverged_at)
     if budget.synthetic:
         finals = np.asarray(result.evals.get("loss", [np.nan]))
         record.final_train_loss = finite(finals[-1])
         record.best_train_loss = finite(np.nanmin(train_loss)) if len(train_loss) else None
     else:
-        per_epoch = task.steps_per_epoch(config.get("batch_size", 1)) if config["optimizer"] != "lbfgs" else 1
+        full_batch = OPTIMIZERS[config["optimizer"]].full_batch
+        per_epoch = 1 if full_batch else task.steps_per_epoch(config.get("batch_size", 1))
         full = len(train_loss) // per_epoch * per_epoch
         epoch_means = train_loss[:full].reshape(-1, per_epoch).mean(axis=1) if full else np.array([np.nan])
         record.final_train_loss = finite(epoch_means[-1])
@@ -84,14 +85,14 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
             record.final_val_accuracy = finite(result.evals["val_accuracy"][-1])
     record.curves = _curves(result)
     if result.diverged:
-        record.state = "DIVERGED"
+        record.state = DIVERGED
     elif result.stopped_early:
-        record.state = "PRUNED"
+        record.state = PRUNED
     else:
         total_steps = budget.total_steps(task, config.get("batch_size", 1))
         record.objective = objective_value(spec, record, train_loss, total_steps)
         if record.objective is None:
-            record.state = "DIVERGED"
+            record.state = DIVERGED
     return record
 
 
@@ -175,10 +176,10 @@ def make_objective(
         record.optuna_trial_id = trial._trial_id
         record.trial_number = trial.number
         save(record)
-        if record.state == "DIVERGED":
+        if record.state == DIVERGED:
             trial.set_user_attr("diverged_at", record.diverged_at if record.diverged_at is not None else record.steps)
             raise optuna.TrialPruned(f"diverged at step {record.diverged_at}")
-        if record.state == "PRUNED":
+        if record.state == PRUNED:
             raise optuna.TrialPruned(f"pruned after {evaluations[0]} evaluations")
         return record.objective
 

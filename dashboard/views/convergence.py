@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts, data
+from tuner.storage.records import COMPLETE, DIVERGED
 from tuner.tasks import is_synthetic
 
 SERIES = {"train_loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
@@ -40,7 +41,7 @@ if faint_for != "none":
     trials = data.trials(url, name)
     mine = trials[trials["optimizer"] == faint_for]
     if spec.budget.epochs:  # steps per epoch from the full runs, by batch size (a diverged run stopped early)
-        full = mine[mine["state"] == "COMPLETE"]
+        full = mine[mine["state"] == COMPLETE]
         by = "batch_size" if "batch_size" in mine else None
         per_epoch = (full.groupby(by)["steps"].median() if by else full["steps"].median()) / spec.budget.epochs
         mine = mine.assign(per_epoch=mine[by].map(per_epoch) if by else per_epoch)
@@ -61,7 +62,7 @@ figure = charts.convergence_figure(stats, x_title=x, y_title=SERIES[series], log
                                    references=references)
 st.plotly_chart(figure, width="stretch")
 seeds = runs.groupby("optimizer").agg(sampler=("sampler", "first"), seeds=("seed", "size"),
-                                      diverged=("state", lambda s: int((s == "DIVERGED").sum())))
+                                      diverged=("state", lambda s: int((s == DIVERGED).sum())))
 st.caption("Each line is the median over the seeds that re-ran the optimizer's best configuration "
            "(its own trial before any re-evaluation); the band is the " + band + " range.")
 st.dataframe(seeds, width="content")

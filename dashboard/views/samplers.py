@@ -4,13 +4,14 @@ import streamlit as st
 
 from dashboard import charts, data
 from tuner.samplers import BASELINE
+from tuner.storage.records import COMPLETE
 
 url = data.storage_url()
 name = st.session_state["experiment"]
 spec = data.spec(url, name)
 st.title("Samplers")
 trials = data.trials(url, name)
-if not (trials["state"] == "COMPLETE").any():
+if not (trials["state"] == COMPLETE).any():
     st.info(f"{name} has no completed trial yet: best-so-far curves appear as soon as one finishes.")
     st.stop()
 

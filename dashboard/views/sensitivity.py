@@ -5,12 +5,13 @@ import streamlit as st
 
 from dashboard import charts, data
 from tuner.api import searched_params
+from tuner.storage.records import COMPLETE
 
 url = data.storage_url()
 name = st.session_state["experiment"]
 st.title("Sensitivity")
 trials = data.trials(url, name)
-if not (trials["state"] == "COMPLETE").any():
+if not (trials["state"] == COMPLETE).any():
     st.info(f"{name} has no completed trial yet: sensitivity plots appear as soon as one finishes.")
     st.stop()
 
