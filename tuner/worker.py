@@ -107,7 +107,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     experiment_id, spec_dict = queries.experiment(store.engine, experiment_name)
     spec = Experiment(**spec_dict)
     rows = queries.studies(store.engine, experiment_id)
-    study_ids = _optuna_studies(store, spec, rows)
+    _recreate_deleted(store, spec, rows)
+    study_ids = _optuna_studies(store, rows)
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}
     ran = waits = 0
@@ -135,18 +136,17 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
         except Exception as exc:
             if _caused_by(exc, UpdateFinishedTrialError):  # Optuna may mask it (an AssertionError)
                 _log.warning("a trial of %s outlived its heartbeat: another worker failed it, and it runs again",
-                             row.study_name)
+                             experiment_name)
                 continue
             if _caused_by(exc, DBAPIError):
                 if not backoff.wait(exc, should_stop):
                     raise
                 studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
                 continue
-            if _caused_by(exc, KeyError) and store.shared and len(
-                    queries.optuna_study_ids(store.engine, [r.study_name for r in rows])) < len(rows):
+            if _caused_by(exc, KeyError) and _recreate_deleted(store, spec, rows):
                 _log.warning("a study of %s was deleted with Optuna's tools: it is made anew", experiment_name)
                 store.forget_cached_trials()
-                study_ids = _optuna_studies(store, spec, rows)
+                study_ids = _optuna_studies(store, rows)
                 studies.clear()
                 continue
             raise
@@ -155,18 +155,20 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     return ran
 
 
-def _optuna_studies(store: Store, spec: Experiment, rows: list[StudyRow]) -> dict[int, int | None]:
-    """Each tuner study's Optuna study id (None on the in-memory store, which has no SQL ids).
-    Optuna studies deleted with Optuna's tools (optuna-dashboard, ``optuna delete-study``) are
-    created again, empty: tuner's runs of them still count towards their budgets."""
-    if not store.shared:
-        return {row.id: None for row in rows}
-    names = [row.study_name for row in rows]
-    optuna_ids = queries.optuna_study_ids(store.engine, names)
-    if len(optuna_ids) < len(rows):
-        create_experiment(store, spec)
-        optuna_ids = queries.optuna_study_ids(store.engine, names)
-    return {row.id: optuna_ids[row.study_name] for row in rows}
+def _recreate_deleted(store: Store, spec: Experiment, rows: list[StudyRow]) -> bool:
+    """Create again, empty, the Optuna studies deleted with Optuna's tools (optuna-dashboard,
+    ``optuna delete-study``); whether there were any. tuner's runs of them still count towards
+    their budgets."""
+    if not store.shared or len(queries.optuna_study_ids(store.engine, [r.study_name for r in rows])) == len(rows):
+        return False
+    create_experiment(store, spec)
+    return True
+
+
+def _optuna_studies(store: Store, rows: list[StudyRow]) -> dict[int, int | None]:
+    """Each tuner study's Optuna study id (None on the in-memory store, which has no SQL ids)."""
+    optuna_ids = queries.optuna_study_ids(store.engine, [row.study_name for row in rows]) if store.shared else {}
+    return {row.id: optuna_ids.get(row.study_name) for row in rows}
 
 
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:

@@ -347,8 +347,8 @@ class WorkerCache(_CachedStorage):
             with read_once(self._backend.engine) as conn:
                 states = dict(conn.execute(changed).all())
                 own = [t for i in states if (t := self._backend.own_trial(i)) is not None]
-                unknown = {i for i, state in states.items()
-                           if not self._holds(i, state) and self._backend.own_trial(i) is None}
+                own_ids = {t._trial_id for t in own}
+                unknown = {i for i, state in states.items() if i not in own_ids and not self._holds(i, state)}
                 loaded = self._backend.load_trials(conn, unknown) if unknown else []
             self._read_at[study_id] = now
             self._add_trials_to_cache(study_id, loaded + own)
