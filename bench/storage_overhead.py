@@ -46,7 +46,7 @@ from threadpoolctl import threadpool_limits
 from tuner.space import Param
 from tuner.spec import Experiment, load_experiment
 from tuner.storage import schema
-from tuner.storage.store import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Store
+from tuner.storage.store import Store, heartbeat_settings
 from tuner.worker import create_experiment, quiet_optuna, run_worker, worker_process
 
 
@@ -240,10 +240,10 @@ def per_trial_ms(storage: optuna.storages.BaseStorage, sampler: str, trials: int
 def trivial(databases: Databases, label: str, trials: int, repeats: int) -> None:
     """Print ms per trial of a trivial objective: tuner's worker storage vs Optuna's stock
     RDBStorage (each with its heartbeat, on a fresh database) vs Optuna's InMemoryStorage."""
+    interval, grace = heartbeat_settings()
     kinds = {
         "tuner": lambda url: Store.open(url).optuna,
-        "optuna": lambda url: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                                         grace_period=GRACE_PERIOD_S),
+        "optuna": lambda url: optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace),
         "in-memory": lambda url: optuna.storages.InMemoryStorage(),
     }
     print(f"trivial objective ({TRIVIAL_PARAMS + 1} parameters), {trials} trials, ms per trial on {label}, "

@@ -1,13 +1,15 @@
-"""tuner's dashboard: ``tuner dashboard [--storage URL]`` or ``streamlit run dashboard/app.py -- --storage URL``.
+"""tuner's dashboard: ``tuner dashboard [--storage URL]`` or ``TUNER_STORAGE=URL streamlit run dashboard/app.py``.
 
 Read-only. The sidebar picks the experiment that every page shows.
 """
 
 import streamlit as st
-from sqlalchemy.engine import make_url
 
 from dashboard import data
+from dashboard.verbatim import code
 from tuner.errors import ConfigError
+from tuner.storage.engine import snapshot_note
+from tuner.urls import shown
 
 st.set_page_config(page_title="tuner", page_icon=":material/monitoring:", layout="wide")
 PAGES = [
@@ -22,9 +24,11 @@ page = st.navigation(PAGES)
 try:
     url = data.storage_url()
 except ConfigError as exc:
-    st.error(str(exc))
+    st.error(code(str(exc)))
     st.stop()
-st.sidebar.caption(f"storage: `{make_url(url).render_as_string(hide_password=True)}`")
+st.sidebar.caption(f"storage: {code(shown(url))}")
+if note := snapshot_note(url):
+    st.sidebar.caption(code(note))
 problem = data.problem(url)
 if problem:
     st.info(problem)

@@ -1,6 +1,7 @@
 """Pure functions: DataFrames in, summary DataFrames or plotly figures out. No queries, no Streamlit."""
 
 import datetime as dt
+import html
 import math
 
 import numpy as np
@@ -17,6 +18,12 @@ PALETTE = dict(zip(OPTIMIZERS, qualitative.Plotly, strict=False))
 SAMPLER_PALETTE = dict(zip(SAMPLERS, qualitative.D3, strict=False))
 BANDS = {"inter-quartile": (0.25, 0.75), "min-max": (0.0, 1.0)}
 THROUGHPUT_WINDOW = dt.timedelta(minutes=10)
+
+
+def _label(value: object) -> str:
+    """A parameter's value as plotly shows it as typed: plotly reads ``<b>``, ``<br>``, ``<a href>``
+    in tick labels and hover text as HTML, and its entities (``&lt;``) as the characters."""
+    return html.escape(str(value), quote=False)
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -173,7 +180,7 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool) -
         shade, label = _scaled(done[colour], colour)
         figure.add_trace(go.Scattergl(
             x=done["lr"], y=done["objective"], mode="markers", name=" ".join(done["optimizer"].unique()),
-            text=done[colour].astype(str),
+            text=done[colour].map(_label),
             hovertemplate=f"lr %{{x:.3g}}<br>objective %{{y:.4g}}<br>{colour} %{{text}}<extra></extra>",
             marker={"color": shade, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": label},
                     "size": 7},
@@ -221,7 +228,7 @@ def parallel_figure(trials: pd.DataFrame, params: list[str]) -> go.Figure:
         dimension = {"label": label, "values": values}
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             categories = column.astype("category").cat.categories
-            dimension.update(tickvals=list(range(len(categories))), ticktext=[str(c) for c in categories])
+            dimension.update(tickvals=list(range(len(categories))), ticktext=[_label(c) for c in categories])
         dimensions.append(dimension)
     dimensions.append({"label": "objective", "values": done["objective"]})
     figure = go.Figure(go.Parcoords(line={"color": done["objective"], "colorscale": "Viridis_r", "showscale": True},

@@ -5,34 +5,29 @@ The engine is cached per storage URL (``st.cache_resource``); results for ``REFR
 seconds (``st.cache_data``), so a page that redraws while workers run reads fresh rows.
 """
 
-import argparse
-import sys
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import charts
+from dashboard.verbatim import code
 from tuner import analysis
 from tuner.api import StoredExperiment
 from tuner.errors import ConfigError
 from tuner.spec import Experiment
 from tuner.storage import queries
-from tuner.storage.engine import reader_engine, resolve_url
+from tuner.storage.engine import check_database, reader_engine, resolve_url
 from tuner.tasks import make_task
-from tuner.urls import shown
 
 REFRESH_S = 5
 
 
-def storage_url(argv: list[str] | None = None) -> str:
-    """``--storage`` after ``streamlit run dashboard/app.py --``, else TUNER_STORAGE, else the default."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--storage")
-    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return resolve_url(known.storage)
+def storage_url() -> str:
+    """TUNER_STORAGE (which ``tuner dashboard --storage`` sets), else the default; never a command
+    line argument, which every user of the machine can read."""
+    return resolve_url()
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,16 +40,13 @@ def _experiment(url: str, name: str) -> StoredExperiment:
 
 
 def problem(url: str) -> str | None:
-    """Why ``url`` cannot be shown (no file, no tuner tables), or None when it can."""
+    """Why ``url`` cannot be shown, as Markdown, or None when it can: what the terminal's commands
+    answer (``reader_engine``: no file, no server, no database, no tuner tables, ...). Asked at
+    every redraw: the engine is cached, and the database may have gone since."""
     try:
-        ready = queries.has_tuner_tables(engine(url))
+        check_database(engine(url), url)
     except ConfigError as exc:
-        return f"{exc}. Create it with `tuner launch studies/quickstart.yaml`."
-    except SQLAlchemyError as exc:
-        return f"cannot read storage {shown(url)!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-    if not ready:
-        return (f"storage {shown(url)!r} has no tuner experiments yet. "
-                "Create one with `tuner launch studies/quickstart.yaml`.")
+        return code(str(exc))
     return None
 
 

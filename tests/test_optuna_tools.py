@@ -46,7 +46,7 @@ def test_optuna_s_tools_show_the_objective_s_name(experiment) -> None:
     assert set(json.loads(best.stdout)["value"]) == {"final_val_loss"}  # named, not "Objective 0"
 
 
-def test_a_study_deleted_with_optuna_s_tools_breaks_no_tuner_command(experiment, tmp_path, monkeypatch) -> None:
+def test_a_study_deleted_with_optuna_s_tools_breaks_no_tuner_command(experiment, tmp_path) -> None:
     """What optuna-dashboard's delete button does: Optuna's study and trials go, tuner's rows stay."""
     url, spec = experiment
     optuna.delete_study(study_name="tools/adam/random/0", storage=url)
@@ -65,6 +65,5 @@ def test_a_study_deleted_with_optuna_s_tools_breaks_no_tuner_command(experiment,
     store.close()
     from dashboard import data
 
-    monkeypatch.setattr(sys, "argv", ["app.py", "--storage", url])
     assert data.problem(url) is None
     assert len(data.trials(url, "tools")) == 4

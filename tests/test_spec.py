@@ -74,14 +74,14 @@ MALFORMED = [
     ({"optimizers": [{"name": "sgd", "space": {"lr": {"low": 1, "high": 0.1}}}]},
      r"optimizers\.0\.space\.lr: low=1 > high=0.1; allowed: low <= high"),
     ({"optimizers": [{"name": "adam", "space": {"beta1": {"low": 0.9, "high": 1.0}}}]},
-     r"optimizers\.0\.space\.beta1: range \[0.9, 1.0\] is not allowed; allowed: within \[0, 1\)"),
+     r"optimizers\.0\.space\.beta1\.high=1\.0 is not allowed; allowed: a finite number in \[0, 1\)"),
     ({"optimizers": [{"name": "sgd", "space": {"momentum": 0.9}}]},
      r"optimizers\.0\.space\.momentum: unknown parameter for sgd; allowed: lr, weight_decay, batch_size"),
     ({"optimizers": [{"name": "sgd", "space": {"schedule": "constant", "step_gamma": 0.5}}]},
      r"optimizers\.0\.space\.step_gamma is a parameter of schedule 'step', which is not chosen; chosen: constant"),
-    ({"optimizers": [{"name": "sgd", "space": {"batch_size": 48}}]}, r"optimizers\.0\.space\.batch_size=48: allowed: a power of two"),
+    ({"optimizers": [{"name": "sgd", "space": {"batch_size": 48}}]}, r"optimizers\.0\.space\.batch_size=48 is not allowed; allowed: a power of two"),
     ({"optimizers": [{"name": "sgd", "space": {"schedule": {"choices": ["linear"]}}}]},
-     r"schedule.choices: 'linear' is unknown; allowed: constant, step, exponential, inverse_time, cosine"),
+     r"^optimizers\.0\.space\.schedule\.choices\.0='linear' is not allowed; allowed: constant, step, exponential, inverse_time, cosine$"),
     ({"budget": {"epochs": 0}}, r"budget\.epochs=0: Input should be greater than 0"),
     ({"budget": {"steps": 100}}, r"budget: task 'softmax' trains on data and counts epochs; allowed: budget.epochs only"),
     ({"task": {"name": "quadratic"}, "budget": {"epochs": 3}}, r"budget: task 'quadratic' is synthetic and counts steps"),
@@ -91,13 +91,13 @@ MALFORMED = [
     ({"objective": "accuracy"}, r"objective\.name='accuracy': Input should be 'final_val_loss', 'best_val_loss'"),
     ({"trials": None}, r"^trials: required field is missing"),
     ({"trials": -3}, r"trials=-3: Input should be greater than 0"),
-    ({"optimizers": ["sgd", "sgd"]}, r"optimizers: each name may appear once; got \['sgd', 'sgd'\]"),
+    ({"optimizers": ["sgd", "sgd"]}, r'optimizers: each name may appear once; got \["sgd", "sgd"\]' ),
     ({"pruner": "sha"}, r"pruner='sha': Input should be 'none', 'median' or 'hyperband'"),
     ({"storage": "not a url"}, r"storage='not a url' is not a database URL; allowed: e.g. sqlite:///tuner.db"),
     ({"storage": "oracle://scott@db/orcl"}, r"database 'oracle' is not supported; allowed: sqlite, postgresql, mysql"),
     ({"storage": "sqlite:///:memory:"}, r"in-memory SQLite database cannot be shared by workers"),
     ({"samplers": ["grid"], "optimizers": ["sgd"]},
-     r"sampler grid cannot search a schedule choice together with its conditional parameters"),
+     r"^samplers\.0 \(grid\) with optimizers\.0 \(sgd\): the grid sampler cannot search a schedule choice together with its conditional parameters"),
     ({"space": {"amsgrad": True}, "optimizers": ["sgd"]}, r"space.amsgrad: no optimizer of this experiment has this parameter"),
 ]
 
@@ -129,7 +129,7 @@ def test_cli_reports_a_bad_study_file_in_one_line_without_traceback(tmp_path: Pa
     assert result.exit_code == 2
     assert "optimizers.0.name='adamax'" in result.output and "Traceback" not in result.output
     missing = CliRunner().invoke(app, ["launch", str(tmp_path / "nope.yaml")])
-    assert missing.exit_code == 2 and "cannot read study file" in missing.output
+    assert missing.exit_code == 2 and "cannot read" in missing.output and "No such file"  in missing.output
     assert not (tmp_path / "t.db").exists(), "a bad study file must not touch the storage"
 
 

@@ -1,24 +1,22 @@
 """Analyses that Optuna does for us, on an experiment's own Optuna studies, read-only."""
 
-import os
-
 import optuna
-from sqlalchemy.engine import make_url
 
 from tuner.storage import queries
-from tuner.storage.engine import engine_kwargs, is_sqlite, reader_engine
+from tuner.storage.engine import engine_kwargs, is_sqlite, reader_engine, sqlite_reader
 
 MIN_TRIALS = 3
 """fANOVA needs at least this many completed trials."""
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's storage over ``url``, for reading: no table creation; SQLite opened ``mode=ro``,
-    so nothing can write the file. (On a server, Optuna's RDBStorage writes only if its version
-    rows are missing, which a tuner storage always has.)"""
+    """Optuna's storage over ``url``, for reading: no table creation; SQLite opened read-only as
+    every reader opens it (``sqlite_reader``), so nothing can write the file. (On a server,
+    Optuna's RDBStorage writes only if its version rows are missing, which a tuner storage
+    always has.)"""
     if is_sqlite(url):
-        path = os.path.abspath(make_url(url).database)
-        return optuna.storages.RDBStorage(f"sqlite:///file:{path}?mode=ro&uri=true", skip_table_creation=True)
+        return optuna.storages.RDBStorage("sqlite://", engine_kwargs={"creator": sqlite_reader(url)},
+                                          skip_table_creation=True)
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True)
 
 

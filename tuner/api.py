@@ -121,7 +121,8 @@ class StoredExperiment:
 def open_experiment(name: str, storage: str | None = None) -> StoredExperiment:
     """The experiment ``name`` of ``storage`` (a database URL; default as the CLI's ``--storage``:
     $TUNER_STORAGE, else sqlite:///tuner.db), opened read-only (SQLite ``mode=ro``, server sessions
-    read-only). ConfigError for a missing database file or an unknown experiment."""
+    read-only). ConfigError, as the terminal's commands answer, for a database that cannot be read
+    (``storage.engine.reader_engine``) or an unknown experiment."""
     engine = reader_engine(resolve_url(storage))
     try:
         return StoredExperiment(engine, name)

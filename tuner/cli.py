@@ -3,21 +3,45 @@
 import os
 import shlex
 import sys
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 from rich.console import Console
+from rich.text import Text
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, check_range, shown
 
-app = typer.Typer(help="Tune gradient-descent optimizers with Optuna.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-console = Console()
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console(markup=False, emoji=False)
+"""Every string is printed as it is, never read as Rich markup or emoji codes: experiment names are
+users' text (``mlp [baseline]``, ``sweep [/] v2``, ``:rocket:``). Styles are given as Text or style=."""
 
 StorageOption = Annotated[str | None, typer.Option(
+    "--storage", help="Database URL; default: $TUNER_STORAGE, else sqlite:///tuner.db.")]
+LaunchStorageOption = Annotated[str | None, typer.Option(
     "--storage", help="Database URL; default: $TUNER_STORAGE, else the study file's, else sqlite:///tuner.db.")]
+NO_EXPERIMENTS = "no experiments yet: run tuner launch studies/quickstart.yaml"
+
+
+def show_version(value: bool) -> None:
+    """``--version``: the installed package's version (importlib.metadata), exit 0."""
+    if value:
+        typer.echo(f"tuner {version('tuner')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    print_version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                    help="Print tuner's version and exit.")] = False,
+) -> None:
+    """Tune gradient-descent optimizers with Optuna."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -31,7 +55,7 @@ def parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--option {pair!r} is not allowed; allowed: KEY=VALUE")
+            raise ConfigError(f"--option {shown(pair)} is not allowed; allowed: KEY=VALUE")
         options[key.strip()] = yaml.safe_load(value)
     return options
 
@@ -41,14 +65,14 @@ def launch(
     study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/quickstart.yaml.")],
     workers: Annotated[int, typer.Option(help="Local worker processes (0: only create the experiment).")] = (
         os.cpu_count() or 1),
-    storage: StorageOption = None,
+    storage: LaunchStorageOption = None,
 ) -> None:
     """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
+    from tuner import urls
     from tuner.launch import DONE, INTERRUPTED
     from tuner.launch import launch as run_launch
     from tuner.spec import load_experiment
     from tuner.storage.engine import resolve_url
-    from tuner.urls import shown
 
     if workers < 0:
         raise fail(f"--workers={workers} is not allowed; allowed: 0 or more")
@@ -62,19 +86,45 @@ def launch(
         raise typer.Exit(130 if outcome == INTERRUPTED else 1)
     if workers:
         _print_best(url, spec.name, per_optimizer=True)
-        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {shown(url)}")
-        console.print(f"See the curves:      tuner dashboard --storage {shown(url)}")
+        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {urls.shown(url)}")
+        console.print(f"See the curves:      tuner dashboard --storage {urls.shown(url)}")
 
 
-def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | None = None,
+def _only_experiment(engine: "Engine") -> str:
+    """The name of the storage's one experiment, for a command whose EXPERIMENT is left out;
+    ConfigError when the storage holds none or several (listed)."""
+    from tuner.storage import queries
+
+    names = queries.experiment_names(engine)
+    if not names:
+        raise ConfigError(NO_EXPERIMENTS)
+    if len(names) > 1:
+        raise ConfigError(f"EXPERIMENT is needed: this storage holds {len(names)} experiments; "
+                          f"allowed: {queries.shown_names(names)}")
+    return names[0]
+
+
+def _reader(url: str) -> "Engine":
+    """A reader on ``url`` (``reader_engine``: ConfigError when it cannot be read), with a note on
+    stderr when it is read as a snapshot (``snapshot_note``)."""
+    from tuner.storage.engine import reader_engine, snapshot_note
+
+    engine = reader_engine(url)
+    if note := snapshot_note(url):
+        typer.echo(f"note: {note}", err=True)
+    return engine
+
+
+def _print_best(url: str, name: str | None, *, per_optimizer: bool, optimizer: str | None = None,
                 sampler: str | None = None, fmt: str = "table") -> None:
+    """The best configurations of experiment ``name`` (None: the storage's only one) as ``fmt``."""
     from tuner import report
     from tuner.spec import Experiment
     from tuner.storage import queries
-    from tuner.storage.engine import reader_engine
 
-    engine = reader_engine(url)
+    engine = _reader(url)
     try:
+        name = _only_experiment(engine) if name is None else name
         rows = queries.best_configs(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
         spec = Experiment(**queries.experiment(engine, name)[1])
     finally:
@@ -85,9 +135,10 @@ def _print_best(url: str, name: str, *, per_optimizer: bool, optimizer: str | No
         typer.echo(report.best_as_csv(rows), nl=False)
     else:
         if not rows:
-            console.print(f"experiment {name!r} has no completed trial yet")
+            console.print(f"experiment {shown(name)} has no completed trial yet")
             return
         title = "best configuration per optimizer" if per_optimizer else "best configuration per optimizer and sampler"
+        console.print(Text.assemble("experiment ", (name, "bold")))
         console.print(report.best_table(rows, spec.objective.name, title))
 
 
@@ -112,7 +163,8 @@ def worker(
 
 @app.command()
 def best(
-    experiment: Annotated[str, typer.Argument(help="The experiment's name (the study file's name).")],
+    experiment: Annotated[str | None, typer.Argument(
+        help="The experiment's name (the study file's name); may be left out when the storage holds one.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="Only this optimizer.")] = None,
     sampler: Annotated[str | None, typer.Option(help="Only this sampler.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",  # noqa: A002
@@ -122,7 +174,7 @@ def best(
     from tuner.storage.engine import resolve_url
 
     if format not in ("table", "json", "csv"):
-        raise fail(f"--format={format!r} is not allowed; allowed: table, json, csv")
+        raise fail(f"--format={shown(format)} is not allowed; allowed: table, json, csv")
     try:
         _print_best(resolve_url(storage), experiment, per_optimizer=False, optimizer=optimizer, sampler=sampler,
                     fmt=format)
@@ -139,10 +191,10 @@ def status(
     from tuner import report
     from tuner.spec import Experiment
     from tuner.storage import queries
-    from tuner.storage.engine import reader_engine, resolve_url
+    from tuner.storage.engine import resolve_url
 
     try:
-        engine = reader_engine(resolve_url(storage))
+        engine = _reader(resolve_url(storage))
         experiment_id, spec_dict = queries.experiment(engine, experiment)
         spec = Experiment(**spec_dict)
         rows = queries.studies(engine, experiment_id)
@@ -151,7 +203,8 @@ def status(
         reevaluations = len(queries.reevaluated(engine, experiment_id))
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    console.print(f"experiment [bold]{spec.name}[/] on {spec.task.name}; objective {spec.objective.name}")
+    console.print(Text.assemble("experiment ", (spec.name, "bold"),
+                                f" on {spec.task.name}; objective {spec.objective.name}"))
     console.print(report.status_table(rows, runs, optuna_counts))
     console.print(f"re-evaluation runs: {reevaluations} of {len(rows) * spec.reevaluate}")
 
@@ -162,15 +215,15 @@ def list_experiments(storage: StorageOption = None) -> None:
     from rich.table import Table
 
     from tuner.storage import queries
-    from tuner.storage.engine import reader_engine, resolve_url
+    from tuner.storage.engine import resolve_url
 
     try:
-        engine = reader_engine(resolve_url(storage))
+        engine = _reader(resolve_url(storage))
         found = queries.experiments(engine)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if not found:
-        console.print("no experiments yet: run tuner launch studies/quickstart.yaml")
+        console.print(NO_EXPERIMENTS)
         return
     table = Table()
     for column in ("experiment", "task", "studies", "trials finished", "created"):
@@ -189,20 +242,22 @@ def dashboard(
 ) -> None:
     """Open the read-only Streamlit dashboard on http://HOST:PORT."""
     import dashboard as package
+    from tuner import urls
     from tuner.storage.engine import resolve_url
-    from tuner.urls import shown
 
     try:
         url = resolve_url(storage)
+        _reader(url).dispose()  # answer here, before the server starts, when it cannot be read
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if not 0 < port < 65536:
         raise fail(f"--port={port} is not allowed; allowed: 1-65535")
     app_file = Path(package.__file__).parent / "app.py"
-    typer.echo(f"dashboard of {shown(url)} on http://{host}:{port}", err=True)
+    typer.echo(f"dashboard of {urls.shown(url)} on http://{host}:{port}", err=True)
+    os.environ["TUNER_STORAGE"] = url  # not in argv, which every user of the machine can read (ps)
     os.execv(sys.executable, [
         sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host, "--server.port", str(port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--storage", url,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ])
 
 
@@ -217,6 +272,8 @@ def gradcheck(
     from tuner.gradcheck import gradcheck as check
 
     try:
+        check_range("--seed", seed, 0, integer=True)
+        check_range("--tolerance", tolerance, 0, low_open=True)
         result = check(task, parse_options(option), seed=seed)
     except ConfigError as exc:
         raise fail(str(exc)) from None

@@ -1,6 +1,13 @@
-"""The root exception and the error raised for bad user input."""
+"""The root exception, the error raised for bad user input, and how messages show values."""
+
+import json
+import math
+from typing import Any
 
 from pydantic import ValidationError
+
+SHOWN_CHARACTERS = 60
+"""Longer values are cut in messages: a message is one line a user can read."""
 
 
 class TunerError(Exception):
@@ -8,7 +15,46 @@ class TunerError(Exception):
 
 
 class ConfigError(TunerError, ValueError):
-    """A user-supplied value is invalid; the message names the field, the value and what is allowed."""
+    """A user-supplied value is invalid; the message names the field, the value and what is allowed.
+
+    ``allowed`` repeats what is allowed on its own, for callers that name the field differently
+    (a study file's ``optimizers.0.space.beta2`` for the constructor's ``betas[1]``)."""
+
+    def __init__(self, message: str, *, allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``value`` as a message shows it: a string in single quotes, anything else as YAML/JSON spells
+    it (``true``, ``.nan``, ``{"low": 1}``, never a Python repr), control and format characters
+    escaped, cut to ``limit`` characters with the full length noted."""
+    if isinstance(value, str):
+        text = f"'{value}'"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if value != value else (".inf" if value > 0 else "-.inf")
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            text = f"<{type(value).__name__}>"
+    return _cut(escaped(text), limit)
+
+
+def shown_key(key: Any) -> str:
+    """A mapping key as a field path shows it: unquoted, escaped, cut to 30 characters."""
+    return _cut(escaped(str(key)), 30)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character Python does not call printable (NUL, ANSI escapes, newlines,
+    bidi overrides, non-ASCII spaces) written as ``\\uXXXX``: safe to print on one terminal line."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                   for c in text)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def check_range(
@@ -23,29 +69,27 @@ def check_range(
 ) -> float:
     """Return ``value`` if it lies in the interval, else raise ConfigError naming ``field``."""
     kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and value == value
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(
-            f"{field}={value!r} is not allowed; allowed: {kind} in {left}{lo}, {hi}{right}"
-        )
+        allowed = f"{'an integer' if integer else 'a finite number'} in {left}{lo}, {hi}{right}"
+        raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: {allowed}", allowed=allowed)
     return value
 
 
 def check_options(owner: str, given: dict, allowed: "list[str] | tuple[str, ...]") -> None:
     """Raise ConfigError if ``given`` has a key that ``owner`` does not accept."""
-    unknown = sorted(set(given) - set(allowed))
+    unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
         raise ConfigError(
-            f"unknown option {unknown[0]!r} for {owner}; allowed: {', '.join(sorted(allowed)) or 'none'}"
+            f"unknown option {shown(unknown[0])} for {owner}; allowed: {', '.join(sorted(allowed)) or 'none'}"
         )
 
 
@@ -53,7 +97,7 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> ConfigError
     """One ConfigError listing every problem as ``field.path=value: what is allowed``."""
     lines = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        path = ".".join(shown_key(part) for part in (prefix, *err["loc"]) if part != "")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown field")
@@ -62,5 +106,5 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> ConfigError
         elif err["type"] == "missing":
             lines.append(f"{path}: required field is missing")
         else:
-            lines.append(f"{path}={err['input']!r}: {message}")
+            lines.append(f"{path}={shown(err['input'])}: {message}")
     return ConfigError("\n".join(lines))

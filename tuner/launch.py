@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from threadpoolctl import threadpool_limits
 
 from tuner.objective import Budget, run_config, summarize
@@ -42,13 +43,14 @@ DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
 
 
 def launch(spec: Experiment, url: str, workers: int, console: Console) -> str:
-    """Run the experiment to completion: DONE, INTERRUPTED (Ctrl-C) or FAILED (a worker crashed)."""
+    """Run the experiment to completion: DONE, INTERRUPTED (Ctrl-C) or FAILED (a worker crashed).
+    Names reach ``console`` as Text, never as Rich markup."""
     quiet_optuna()
     store = Store.open(url)
     try:
         experiment_id, rows = create_experiment(store, spec)
-        console.print(f"experiment [bold]{spec.name}[/]: {len(rows)} studies x {spec.trials} trials "
-                      f"on {spec.task.name}, storage {shown(url)}")
+        console.print(Text.assemble("experiment ", (spec.name, "bold"), f": {len(rows)} studies x {spec.trials} "
+                                    f"trials on {spec.task.name}, storage {shown(url)}"))
         if workers == 0:
             return DONE
         outcome = _run_workers(url, spec, experiment_id, workers, console)
@@ -79,8 +81,8 @@ def _run_workers(url: str, spec: Experiment, experiment_id: int, workers: int, c
         reader.dispose()
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
-        console.print(f"[red]{len(failed)} worker(s) exited with an error (exit codes {failed}); "
-                      "finished trials are kept: run the launch again to go on[/]")
+        console.print(f"{len(failed)} worker(s) exited with an error (exit codes {failed}); "
+                      "finished trials are kept: run the launch again to go on", style="red")
         return FAILED
     return DONE
 

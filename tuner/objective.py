@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from tuner.optim import OPTIMIZERS, make_optimizer
-from tuner.schedules import make_schedule
-from tuner.space import Param, suggest, to_config
+from tuner.optim import OPTIMIZERS
+from tuner.space import Param, instantiate, suggest, to_config
 from tuner.spec import Experiment
 from tuner.storage.records import COMPLETE, DIVERGED, PRUNED, RunRecord, downsample, finite
 from tuner.tasks import Task, is_synthetic
@@ -51,12 +50,7 @@ def configure(optimizer: str, values: dict[str, Any], task: Task, budget: Budget
 def run_config(task: Task, config: dict[str, Any], budget: Budget, seed: int,
                on_eval: OnEval | None = None) -> RunResult:
     """Train ``config`` (as ``configure`` made it) on ``task`` from ``seed``."""
-    options = {k: v for k, v in config.items() if k not in ("optimizer", "lr", "batch_size", "schedule")}
-    optimizer = make_optimizer(config["optimizer"], **options)
-    schedule = None
-    if "schedule" in config:
-        kind = config["schedule"]["kind"]
-        schedule = make_schedule(kind, config["lr"], **{k: v for k, v in config["schedule"].items() if k != "kind"})
+    optimizer, schedule = instantiate(config)
     return train(task, optimizer, schedule, epochs=budget.epochs, batch_size=config.get("batch_size", 1),
                  seed=seed, eval_every=budget.eval_every, on_eval=on_eval)
 

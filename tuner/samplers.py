@@ -3,20 +3,25 @@
 The study file's ``samplers`` and ``pruner`` names, the workers' samplers and pruners and the
 dashboard's sampler colours all derive from ``SAMPLERS`` and ``PRUNERS``. Settings that
 depend on the budget are named below with the reason for each value.
+
+Optuna is imported when a sampler or pruner is built (``_optuna``), not with the names: the
+study file's validation and the reading commands do not pay for it.
 """
+
+from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
-
-import optuna
-from optuna.exceptions import ExperimentalWarning
 
 from tuner.params import Param
 from tuner.space import grid_space
 
 if TYPE_CHECKING:
+    import optuna
+
     from tuner.spec import Experiment, SamplerSpec
 
 BASELINE = "random"
@@ -42,6 +47,13 @@ HYPERBAND_REDUCTION_FACTOR = 3
 """Hyperband keeps the best third of the trials at each rung (Li et al.'s default eta = 3)."""
 
 
+def _optuna() -> ModuleType:
+    """Optuna, imported on the first sampler or pruner built."""
+    import optuna
+
+    return optuna
+
+
 def startup_trials(n_trials: int, per: int, low: int, high: int) -> int:
     """One start-up trial per ``per`` trials of the budget, clipped to ``[low, high]``."""
     return min(high, max(low, n_trials // per))
@@ -54,32 +66,32 @@ class SamplerEntry:
     the workers through the storage (QMC's sequence index, the grid's cells) instead of drawing
     independently."""
 
-    factory: "Callable[[SamplerSpec, list[Param], int, int], optuna.samplers.BaseSampler]"
+    factory: Callable[[SamplerSpec, list[Param], int, int], optuna.samplers.BaseSampler]
     description: str
     shared_seed: bool = False
 
 
 SAMPLERS: dict[str, SamplerEntry] = {
     "random": SamplerEntry(
-        lambda spec, space, seed, n_trials: optuna.samplers.RandomSampler(seed=seed),
+        lambda spec, space, seed, n_trials: _optuna().samplers.RandomSampler(seed=seed),
         "uniform random search (on each parameter's scale): the baseline"),
     "tpe": SamplerEntry(
-        lambda spec, space, seed, n_trials: optuna.samplers.TPESampler(
+        lambda spec, space, seed, n_trials: _optuna().samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,
             n_startup_trials=startup_trials(n_trials, TPE_STARTUP_PER_TRIALS, TPE_STARTUP_MIN, TPE_STARTUP_MAX)),
         "multivariate tree-structured Parzen estimator; constant liar for parallel workers"),
     "cmaes": SamplerEntry(
-        lambda spec, space, seed, n_trials: optuna.samplers.CmaEsSampler(
+        lambda spec, space, seed, n_trials: _optuna().samplers.CmaEsSampler(
             seed=seed, warn_independent_sampling=False,
             n_startup_trials=startup_trials(n_trials, CMAES_STARTUP_PER_TRIALS, CMAES_STARTUP_MIN,
                                             CMAES_STARTUP_MAX)),
         "CMA-ES on the continuous parameters; categorical ones are sampled at random"),
     "qmc": SamplerEntry(
-        lambda spec, space, seed, n_trials: optuna.samplers.QMCSampler(
+        lambda spec, space, seed, n_trials: _optuna().samplers.QMCSampler(
             seed=seed, scramble=True, warn_independent_sampling=False),
         "scrambled Sobol sequence: random search with an even cover", shared_seed=True),
     "grid": SamplerEntry(
-        lambda spec, space, seed, n_trials: optuna.samplers.GridSampler(
+        lambda spec, space, seed, n_trials: _optuna().samplers.GridSampler(
             grid_space(space, spec.grid_points), seed=seed),
         "grid_points values per searched parameter, in random order", shared_seed=True),
 }
@@ -94,26 +106,26 @@ class PrunerEntry:
 
 
 PRUNERS: dict[str, PrunerEntry] = {
-    "none": PrunerEntry(lambda evaluations: optuna.pruners.NopPruner(), "every trial runs its full budget"),
+    "none": PrunerEntry(lambda evaluations: _optuna().pruners.NopPruner(), "every trial runs its full budget"),
     "median": PrunerEntry(
-        lambda evaluations: optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
-                                                        n_warmup_steps=MEDIAN_WARMUP_STEPS),
+        lambda evaluations: _optuna().pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
+                                                           n_warmup_steps=MEDIAN_WARMUP_STEPS),
         "stop a trial whose loss is worse than the median of earlier trials at the same evaluation"),
     "hyperband": PrunerEntry(
-        lambda evaluations: optuna.pruners.HyperbandPruner(min_resource=HYPERBAND_MIN_RESOURCE,
-                                                           max_resource=evaluations,
-                                                           reduction_factor=HYPERBAND_REDUCTION_FACTOR),
+        lambda evaluations: _optuna().pruners.HyperbandPruner(min_resource=HYPERBAND_MIN_RESOURCE,
+                                                              max_resource=evaluations,
+                                                              reduction_factor=HYPERBAND_REDUCTION_FACTOR),
         "successive halving in several brackets, from 1 evaluation to the full budget"),
 }
 
 
-def make_sampler(spec: "SamplerSpec", space: list[Param], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SamplerSpec, space: list[Param], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
     """Optuna's sampler for ``spec`` on ``space``, for a study of ``n_trials`` trials."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", _optuna().exceptions.ExperimentalWarning)
         return SAMPLERS[spec.name].factory(spec, space, seed, n_trials)
 
 
-def make_pruner(spec: "Experiment") -> optuna.pruners.BasePruner:
+def make_pruner(spec: Experiment) -> optuna.pruners.BasePruner:
     """Optuna's pruner for the experiment, sized to its number of evaluations per run."""
     return PRUNERS[spec.pruner].factory(spec.evaluations)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError, check_options, check_range
+from tuner.errors import ConfigError, check_options, check_range, shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,8 @@ def make_schedule(
 ) -> Schedule:
     """Validate and build a schedule; ConfigError names the bad field and its allowed values."""
     if kind not in SCHEDULES:
-        raise ConfigError(f"schedule={kind!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+        raise ConfigError(f"schedule={shown(kind)} is unknown; allowed: {', '.join(SCHEDULES)}",
+                          allowed=", ".join(SCHEDULES))
     check_range("lr", lr, 0.0, low_open=True)
     check_options(f"schedule {kind!r}", params, SCHEDULES[kind].params)
     missing = [name for name in SCHEDULES[kind].params if name not in params and name != "lr_min"]

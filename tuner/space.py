@@ -22,10 +22,10 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from tuner.errors import ConfigError
-from tuner.optim import OPTIMIZERS
+from tuner.errors import ConfigError, check_range, shown, shown_key
+from tuner.optim import OPTIMIZERS, make_optimizer
 from tuner.params import Param
-from tuner.schedules import SCHEDULES
+from tuner.schedules import SCHEDULES, Schedule, make_schedule
 
 SCHEDULE_KINDS = tuple(SCHEDULES)
 """The ``schedule`` choices: every registered schedule kind."""
@@ -59,14 +59,17 @@ def default_space(optimizer: str, *, data_task: bool) -> dict[str, Param]:
 def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where: str) -> list[Param]:
     """Apply study-file overrides: a value fixes a parameter, null drops it (the optimizer's
     default applies), ``{low, high[, log]}`` narrows a range, ``{choices: [...]}`` sets choices.
-    ConfigError names ``where.NAME`` for an unknown parameter or a bad value.
+
+    Every fixed value, both ends of every range and every choice must build the optimizer and
+    schedule (``check_value``): what passes here cannot fail a trial. ConfigError names
+    ``where.NAME`` for an unknown parameter or a bad value.
     """
     space = default_space(optimizer, data_task=data_task)
     for name, value in overrides.items():
-        field = f"{where}.{name}"
+        field = f"{where}.{shown_key(name)}"
         if name not in space:
             raise ConfigError(f"{field}: unknown parameter for {optimizer}; allowed: {', '.join(space)}")
-        space[name] = _override(space[name], value, field)
+        space[name] = _override(optimizer, space[name], value, field, data_task)
     chosen = _schedule_choices(space)
     for p in space.values():
         if p.schedule and p.name in overrides and p.schedule not in chosen:
@@ -78,6 +81,9 @@ def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where
 
 
 _DROPPED = object()
+_FORMS = "a value, null, {low, high[, log]} or {choices: [...]}"
+CHECK_STEPS = 100
+"""The run length the checks convert a schedule's fractions with (any length gives the same verdict)."""
 
 
 def _schedule_choices(space: dict[str, Param]) -> tuple[str, ...]:
@@ -87,46 +93,92 @@ def _schedule_choices(space: dict[str, Param]) -> tuple[str, ...]:
     return (schedule.fixed,) if not schedule.searched else schedule.choices
 
 
-def _override(param: Param, value: Any, field: str) -> Param:
+def _override(optimizer: str, param: Param, value: Any, field: str, data_task: bool) -> Param:
+    def check(v: Any, where: str) -> None:
+        check_value(optimizer, param.name, v, where, data_task=data_task)
+
     if value is None:
         if param.name in ("lr", "schedule"):
             raise ConfigError(f"{field}: cannot be dropped; give a value or a range")
         return replace(param, fixed=_DROPPED)
-    if isinstance(value, dict):
-        if set(value) == {"choices"}:
-            choices = tuple(value["choices"])
-            if not choices:
-                raise ConfigError(f"{field}.choices: needs at least one value")
-            if param.name == "schedule":
-                bad = [c for c in choices if c not in SCHEDULE_KINDS]
-                if bad:
-                    raise ConfigError(f"{field}.choices: {bad[0]!r} is unknown; allowed: {', '.join(SCHEDULE_KINDS)}")
-            return replace(param, choices=choices, fixed=None)
-        if not set(value) <= {"low", "high", "log"} or not {"low", "high"} <= set(value):
-            raise ConfigError(f"{field}={value!r}: allowed: a value, null, {{low, high[, log]}} or {{choices: [...]}}")
-        if param.choices is not None and param.low is None:
-            raise ConfigError(f"{field}: is categorical; allowed: a value or {{choices: [...]}}")
-        low, high = value["low"], value["high"]
-        for end, v in (("low", low), ("high", high)):
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise ConfigError(f"{field}.{end}={v!r}: allowed: a number")
-        if low > high:
-            raise ConfigError(f"{field}: low={low!r} > high={high!r}; allowed: low <= high")
-        log = value.get("log", param.log)
-        if param.one_minus and not 0 <= low <= high < 1:
-            raise ConfigError(f"{field}: range [{low}, {high}] is not allowed; allowed: within [0, 1)")
-        if log and not param.one_minus and low <= 0:
-            raise ConfigError(f"{field}.low={low!r}: a log-scale range needs low > 0")
-        if param.power_of_two and not all(v >= 1 and math.log2(v).is_integer() for v in (low, high)):
-            raise ConfigError(f"{field}: low and high must be powers of two; got {low}, {high}")
-        return replace(param, low=low, high=high, log=log, fixed=None, choices=None)
-    if param.choices is not None and value not in param.choices and param.name != "schedule":
-        raise ConfigError(f"{field}={value!r}: allowed: {', '.join(map(str, param.choices))}")
-    if param.name == "schedule" and value not in SCHEDULE_KINDS:
-        raise ConfigError(f"{field}={value!r} is unknown; allowed: {', '.join(SCHEDULE_KINDS)}")
-    if param.power_of_two and not (isinstance(value, int) and value >= 1 and math.log2(value).is_integer()):
-        raise ConfigError(f"{field}={value!r}: allowed: a power of two")
-    return replace(param, fixed=value)
+    if isinstance(value, list):
+        raise ConfigError(f"{field}={shown(value)}: a list is not allowed; allowed: {_FORMS}")
+    if not isinstance(value, dict):
+        check(value, field)
+        return replace(param, fixed=value)
+    if set(value) == {"choices"}:
+        choices = value["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{field}.choices={shown(choices)} is not allowed; allowed: a list of one or more values")
+        for i, choice in enumerate(choices):
+            if not (choice is None or isinstance(choice, (bool, int, float, str))):
+                raise ConfigError(f"{field}.choices.{i}={shown(choice)} is not allowed; allowed: a single value")
+            check(choice, f"{field}.choices.{i}")
+        if len(set(map(repr, choices))) != len(choices):
+            raise ConfigError(f"{field}.choices={shown(choices)}: each choice may appear once")
+        return replace(param, choices=tuple(choices), fixed=None)
+    keys = set(value)
+    if not keys <= {"low", "high", "log"} or not {"low", "high"} <= keys:
+        raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: {_FORMS}")
+    if param.choices is not None and param.low is None:
+        raise ConfigError(f"{field}: is categorical; allowed: a value or {{choices: [...]}}")
+    log = value.get("log", param.log)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{field}.log={shown(log)} is not allowed; allowed: true or false")
+    low, high = value["low"], value["high"]
+    check(low, f"{field}.low")
+    check(high, f"{field}.high")
+    if low > high:
+        raise ConfigError(f"{field}: low={shown(low)} > high={shown(high)}; allowed: low <= high")
+    if log and not param.one_minus and low <= 0:
+        raise ConfigError(f"{field}.low={shown(low)}: a log-scale range needs low > 0 (or log: false)")
+    return replace(param, low=low, high=high, log=log, fixed=None, choices=None)
+
+
+def check_value(optimizer: str, name: str, value: Any, field: str, *, data_task: bool) -> None:
+    """Raise ConfigError naming ``field`` unless ``value`` for parameter ``name`` of ``optimizer``
+    builds the optimizer and schedule (``instantiate``), every other parameter at its default:
+    the same constructor checks a trial's configuration passes, in the same code."""
+    space = default_space(optimizer, data_task=data_task)
+    param = space[name]
+    if param.choices is None or param.low is not None:  # a number
+        whole = param.integer or param.power_of_two
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+            kind = "an integer" if whole else "a number"
+            raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: {kind}, or a range or choices of them")
+        if not math.isfinite(value):
+            raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: a finite number")
+        if param.power_of_two and not (value >= 1 and math.log2(value).is_integer()):
+            raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: a power of two (1, 2, 4, ...)")
+    values = {p.name: _typical(p) for p in space.values() if p.schedule is None}
+    if param.schedule is not None:
+        values["schedule"] = param.schedule
+        values.update({p.name: _typical(p) for p in space.values() if p.schedule == param.schedule})
+    values[name] = value
+    try:
+        instantiate(to_config(optimizer, values, CHECK_STEPS))
+    except ConfigError as exc:
+        if exc.allowed is None:
+            raise ConfigError(f"{field}={shown(value)}: {exc}") from None
+        raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: {exc.allowed}") from None
+
+
+def _typical(param: Param) -> Any:
+    """A valid value of a default parameter: its fixed value, else its first choice or low end."""
+    if not param.searched:
+        return param.fixed
+    return param.choices[0] if param.choices is not None else param.low
+
+
+def instantiate(config: dict[str, Any]) -> tuple[Any, Schedule | None]:
+    """A configuration (as ``to_config`` makes it) -> its optimizer and schedule; ConfigError
+    from their constructors if a value is not allowed."""
+    options = {k: v for k, v in config.items() if k not in ("optimizer", "lr", "batch_size", "schedule")}
+    optimizer = make_optimizer(config["optimizer"], **options)
+    if "schedule" not in config:
+        return optimizer, None
+    schedule = {k: v for k, v in config["schedule"].items() if k != "kind"}
+    return optimizer, make_schedule(config["schedule"]["kind"], config["lr"], **schedule)
 
 
 def suggest(trial: Any, params: list[Param]) -> dict[str, Any]:
@@ -141,14 +193,14 @@ def suggest(trial: Any, params: list[Param]) -> dict[str, Any]:
     return values
 
 
-def grid_space(params: list[Param], points: int) -> dict[str, list]:
-    """The search space of Optuna's GridSampler for ``params``."""
+def grid_space(params: list[Param], points: int, where: str = "samplers (grid)") -> dict[str, list]:
+    """The search space of Optuna's GridSampler for ``params``; ConfigError names ``where``."""
     searched = [p for p in params if p.searched]
     schedule = next((p for p in params if p.name == "schedule"), None)
     if schedule is not None and schedule.searched and any(p.schedule for p in searched):
         raise ConfigError(
-            "sampler grid cannot search a schedule choice together with its conditional parameters; "
-            "fix the schedule to one kind (schedule: cosine) or drop its parameters"
+            f"{where}: the grid sampler cannot search a schedule choice together with its conditional "
+            "parameters; fix the schedule to one kind (space: {schedule: cosine}) or drop its parameters"
         )
     return {p.optuna_name: p.grid(points) for p in searched}
 
@@ -176,19 +228,22 @@ _SCHEDULE_NAMES = {p.name for p in SCHEDULE_PARAMS}
 def schedule_config(values: dict[str, Any], lr: float, total_steps: int) -> dict[str, Any]:
     """The schedule in absolute steps, as ``tuner.schedules.make_schedule`` takes it."""
     kind = values.get("schedule", "constant")
-    warmup = min(int(round(values.get("warmup", 0.0) * total_steps)), max(total_steps - 1, 0))
+    fraction = check_range("warmup", values.get("warmup", 0.0), 0.0, 1.0, high_open=True)
+    warmup = min(int(round(fraction * total_steps)), max(total_steps - 1, 0))
     decay_steps = max(total_steps - warmup, 1)
     schedule: dict[str, Any] = {"kind": kind}
     if kind == "step":
-        schedule["step_size"] = max(1, int(round(values.get("step_every", 0.3) * decay_steps)))
+        every = check_range("step_every", values.get("step_every", 0.3), 0.0, 1.0, low_open=True)
+        schedule["step_size"] = max(1, int(round(every * decay_steps)))
         schedule["gamma"] = float(values.get("step_gamma", 0.1))
     elif kind == "exponential":
-        schedule["gamma"] = float(values.get("decay_to", 0.01)) ** (1.0 / decay_steps)
+        decay_to = check_range("decay_to", values.get("decay_to", 0.01), 0.0, 1.0, low_open=True)
+        schedule["gamma"] = decay_to ** (1.0 / decay_steps)
     elif kind == "inverse_time":
         schedule["rate"] = float(values.get("inverse_rate", 10.0)) / decay_steps
     elif kind == "cosine":
         schedule["total_steps"] = decay_steps
-        schedule["lr_min"] = float(values.get("cosine_floor", 0.0)) * lr
+        schedule["lr_min"] = check_range("cosine_floor", values.get("cosine_floor", 0.0), 0.0, 1.0) * lr
     if warmup:
         schedule["warmup_steps"] = warmup
     return schedule

@@ -14,15 +14,16 @@
     storage: sqlite:///tuner.db          # optional; --storage and TUNER_STORAGE win
 """
 
-import re
+import math
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tuner.errors import ConfigError, from_validation_error
+from tuner.errors import ConfigError, from_validation_error, shown, shown_key
 from tuner.optim import OPTIMIZERS
+from tuner.safe_yaml import load_yaml
 from tuner.samplers import PRUNERS, SAMPLERS
 from tuner.space import Param, default_space, grid_space, resolve
 from tuner.tasks import TASKS, is_synthetic, task_options
@@ -45,20 +46,10 @@ PrunerName = Literal[tuple(PRUNERS)]
 ObjectiveName = Literal[tuple(OBJECTIVES)]
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3), as users write it."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
-               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown fields are refused, and values are not coerced: ``trials: true`` is not 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _named(value: Any) -> Any:
@@ -73,7 +64,7 @@ class TaskSpec(_Strict):
     @model_validator(mode="after")
     def _known(self) -> "TaskSpec":
         if self.name not in TASKS:
-            raise ValueError(f"task.name={self.name!r} is unknown; allowed: {', '.join(TASKS)}")
+            raise ValueError(f"task.name={shown(self.name)} is unknown; allowed: {', '.join(TASKS)}")
         task_options(self.name, self.options)
         return self
 
@@ -126,6 +117,17 @@ class Experiment(_Strict):
     )
     _named_objective = field_validator("objective", mode="before")(_named)
 
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")), None)
+        if bad is not None:
+            raise ValueError(f"name={shown(value)} contains the control character U+{ord(bad):04X}; "
+                             "allowed: printable characters (no NUL, newline or terminal escape)")
+        if value != value.strip():
+            raise ValueError(f"name={shown(value)} starts or ends with a space; allowed: a name without")
+        return value
+
     @field_validator("storage")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -138,7 +140,7 @@ class Experiment(_Strict):
         names = {"optimizers": [o.name for o in self.optimizers], "samplers": [s.name for s in self.samplers]}
         for kind, items in names.items():
             if len(set(items)) != len(items):
-                raise ValueError(f"{kind}: each name may appear once; got {items}")
+                raise ValueError(f"{kind}: each name may appear once; got {shown(items)}")
         synthetic = is_synthetic(self.task.name)
         if synthetic and (self.budget.steps is None or self.budget.epochs is not None):
             raise ValueError(
@@ -154,10 +156,11 @@ class Experiment(_Strict):
                 f"objective={self.objective.name!r} needs validation data, which task {self.task.name!r} has not; "
                 f"allowed: {allowed}"
             )
-        for optimizer in self.optimizers:
+        grid = next((i for i, s in enumerate(self.samplers) if s.name == "grid"), None)
+        for index, optimizer in enumerate(self.optimizers):
             space = self.search_space(optimizer.name)
-            if any(s.name == "grid" for s in self.samplers):
-                grid_space(space, 2)
+            if grid is not None:
+                grid_space(space, 2, where=f"samplers.{grid} (grid) with optimizers.{index} ({optimizer.name})")
         return self
 
     def search_space(self, optimizer: str) -> list[Param]:
@@ -186,25 +189,38 @@ class Experiment(_Strict):
 
 def parse_experiment(data: Any, source: str = "study file") -> Experiment:
     """Validate parsed YAML; ConfigError lists every problem as ``field.path=value: allowed``."""
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; a study file needs name, task, optimizers, samplers, "
+                          "trials and budget (see studies/quickstart.yaml)")
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping of fields (name, task, optimizers, ...); got {type(data).__name__}"
-        )
+        raise ConfigError(f"{source}: expected a mapping of fields (name: ..., task: ..., optimizers: ...); "
+                          f"got {_kind(data)}")
+    _check_plain(data, "")
     try:
-        return Experiment(**data)
+        return Experiment.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate a study file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read study file {str(path)!r}: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_experiment(data, str(path))
+    """Read (see ``tuner.safe_yaml``) and validate a study file."""
+    return parse_experiment(load_yaml(path), str(path))
+
+
+def _check_plain(data: Any, path: str) -> None:
+    """Every key in a study file is text and every number finite: NaN and infinity are no
+    setting of anything."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{path or 'study file'}={shown(data)} is not allowed; allowed: a finite number")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        field = f"{path}.{shown_key(key)}" if path else shown_key(key)
+        if isinstance(data, dict) and not isinstance(key, str):
+            raise ConfigError(f"{field}: a key must be a name (text); got {_kind(key)}")
+        _check_plain(value, field)
+
+
+def _kind(value: Any) -> str:
+    names = {list: "a list", dict: "a mapping", str: "a string", int: "a number", float: "a number",
+             bool: "true or false", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

@@ -7,7 +7,16 @@ from sqlalchemy.exc import ArgumentError
 
 from tuner.errors import ConfigError
 
-DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+DRIVERS = {
+    "sqlite": ("sqlite", None),
+    "postgresql": ("postgresql+psycopg", "postgres"),
+    "mysql": ("mysql+pymysql", "mysql"),
+    "mariadb": ("mariadb+pymysql", "mysql"),
+}
+"""The databases tuner supports, each with the URL scheme of the driver tuner installs and the
+extra of pyproject.toml that installs it (SQLite's comes with Python). Other drivers SQLAlchemy
+knows work when installed."""
+DIALECTS = tuple(DRIVERS)
 
 
 def shown(url: str) -> str:
@@ -19,7 +28,8 @@ def shown(url: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """Return ``url`` if SQLAlchemy can parse it and tuner supports its database."""
+    """Return ``url`` if SQLAlchemy can parse it, tuner supports its database, and a SQLite URL
+    names a file and nothing else (tuner sets the connection options: ``storage.engine``)."""
     field = f"storage={shown(url)!r}"
     try:
         parsed = make_url(url)
@@ -34,4 +44,7 @@ def check_url(url: str) -> str:
         )
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(f"{field}: an in-memory SQLite database cannot be shared by workers; give a file")
+    if parsed.get_backend_name() == "sqlite" and parsed.query:
+        raise ConfigError(f"{field}: tuner sets SQLite's connection options itself; give the file alone, "
+                          f"e.g. sqlite:///{parsed.database}")
     return url

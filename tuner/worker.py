@@ -15,7 +15,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -27,6 +27,7 @@ from tuner.objective import Abandoned, make_objective
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
 from tuner.spec import Experiment, SamplerSpec
 from tuner.storage import queries
+from tuner.storage.problems import Unreachable, problem
 from tuner.storage.records import StudyRow
 from tuner.storage.store import Store
 from tuner.tasks import Task, make_task
@@ -34,6 +35,10 @@ from tuner.tasks import Task, make_task
 POLL_S, WAIT_S = 0.05, 1.0
 """A worker with nothing to take looks again after 0.05 s, 0.1 s, ... at most 1 s apart."""
 RETRY_FOR_S = 300.0
+"""How long a worker waits for a database that does not answer, at start or while it runs."""
+STOP_CHECK_S = 0.1
+"""How often a worker that sleeps before a retry looks whether it was asked to stop."""
+_Error = TypeVar("_Error", bound=BaseException)
 _log = logging.getLogger("tuner.worker")
 
 
@@ -102,7 +107,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop.
 
     A lost database connection is retried with exponential backoff for up to ``retry_for_s``
-    seconds; the trial in flight, if any, is failed by the heartbeat and run again.
+    seconds, then its DBAPIError is raised; the trial in flight, if any, is failed by the
+    heartbeat and run again. A stop during the wait ends the run at once.
     """
     experiment_id, spec_dict = queries.experiment(store.engine, experiment_name)
     spec = Experiment(**spec_dict)
@@ -138,11 +144,13 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                 _log.warning("a trial of %s outlived its heartbeat: another worker failed it, and it runs again",
                              experiment_name)
                 continue
-            if _caused_by(exc, DBAPIError):
-                if not backoff.wait(exc, should_stop):
-                    raise
-                studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
-                continue
+            if lost := _caused_by(exc, DBAPIError):
+                if backoff.wait(f"database unavailable ({type(lost).__name__})", should_stop):
+                    studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
+                    continue
+                if should_stop():
+                    break
+                raise lost from None  # the database error itself, not the error Optuna may mask it with
             if _caused_by(exc, KeyError) and _recreate_deleted(store, spec, rows):
                 _log.warning("a study of %s was deleted with Optuna's tools: it is made anew", experiment_name)
                 store.forget_cached_trials()
@@ -171,15 +179,15 @@ def _optuna_studies(store: Store, rows: list[StudyRow]) -> dict[int, int | None]
     return {row.id: optuna_ids.get(row.study_name) for row in rows}
 
 
-def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
-    """Whether an exception of ``kind`` is ``exc`` or behind it. Optuna masks some: its _run_trial
-    raises UnboundLocalError when the database is gone while it records a trial's state, and an
-    AssertionError when the trial was already finished by another worker."""
+def _caused_by(exc: BaseException | None, kind: type[_Error]) -> _Error | None:
+    """The exception of ``kind`` that is ``exc`` or behind it, if any. Optuna masks some: its
+    _run_trial raises UnboundLocalError when the database is gone while it records a trial's
+    state, and an AssertionError when the trial was already finished by another worker."""
     while exc is not None:
         if isinstance(exc, kind):
-            return True
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 class Backoff:
@@ -192,16 +200,19 @@ class Backoff:
     def reset(self) -> None:
         self.delay, self.since = 0.5, None
 
-    def wait(self, exc: Exception, should_stop: Callable[[], bool]) -> bool:
-        """Sleep before the next try; False once the time is up (or a stop was asked)."""
+    def wait(self, reason: str, should_stop: Callable[[], bool]) -> bool:
+        """Log ``reason`` and sleep before the next try, waking early for a stop; False once the
+        time is up or a stop was asked."""
         now = time.monotonic()
         self.since = self.since or now
         if now - self.since > self.limit_s or should_stop():
             return False
-        _log.warning("database unavailable (%s); retrying in %.1f s", type(exc).__name__, self.delay)
-        time.sleep(self.delay)
+        _log.warning("%s; retrying in %.1f s", reason, self.delay)
+        end = now + self.delay
+        while not should_stop() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_CHECK_S))
         self.delay = min(self.delay * 2, 10.0)
-        return True
+        return not should_stop()
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -248,16 +259,41 @@ def quiet_optuna() -> None:
 
 
 def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None) -> int:
-    """Entry point of a worker process: one BLAS thread, signals as a stop flag, then work."""
+    """Entry point of a worker process: one BLAS thread, signals as a stop flag, then work.
+
+    The worker joins an existing experiment and creates nothing. A database server that does not
+    answer is waited for as a lost connection is (``open_store``); any other problem with the
+    database, or one that outlasts the wait, is a ConfigError naming the storage."""
     stop = StopFlag().install()
     quiet_optuna()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     threadpool_limits(limits=1)
-    store = Store.open(url)
+    store = open_store(url, stop)
+    if store is None:  # stopped while waiting for the server
+        return 0
     try:
         return run_worker(store, experiment_name, worker=worker, max_trials=max_trials, should_stop=stop)
+    except DBAPIError as exc:
+        raise problem(exc, url) from exc
     finally:
         store.close()
+
+
+def open_store(url: str, should_stop: Callable[[], bool]) -> Store | None:
+    """The worker's store on ``url`` (``Store.open`` without creating anything). A server that does
+    not answer (``Unreachable``) is tried again with the back-off of a lost connection, a line
+    logged per try, for up to RETRY_FOR_S; then its error, noting the wait. None if a stop was
+    asked meanwhile. Every other problem is raised at once."""
+    backoff = Backoff(RETRY_FOR_S)
+    while True:
+        try:
+            return Store.open(url, create=False)
+        except Unreachable as exc:
+            if backoff.wait(str(exc), should_stop):
+                continue
+            if should_stop():
+                return None
+            raise Unreachable(f"{exc}; gave up after waiting {RETRY_FOR_S:g} s") from exc
 
 
 def worker_id() -> int:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from dashboard.verbatim import code
 from tuner.report import best_as_csv, best_as_json
 from tuner.snippets import study_snippet, torch_snippet
 from tuner.storage.queries import TRIAL_COLUMNS
@@ -14,7 +15,7 @@ spec = data.spec(url, name)
 st.title("Best configurations")
 rows = data.best_configs(url, name)
 if not rows:
-    st.info(f"{name} has no completed trial yet: its best configurations appear here as soon as one finishes.")
+    st.info(f"{code(name)} has no completed trial yet: its best configurations appear here as soon as one finishes.")
     st.stop()
 
 trials = data.trials(url, name).set_index("run_id")

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts, data
+from dashboard.verbatim import code
 from tuner.storage.records import COMPLETE, DIVERGED
 from tuner.tasks import is_synthetic
 
@@ -17,7 +18,7 @@ spec = data.spec(url, name)
 st.title("Convergence")
 runs = data.best_runs(url, name)
 if runs.empty:
-    st.info(f"{name} has no completed trial yet: curves appear here as soon as one finishes.")
+    st.info(f"{code(name)} has no completed trial yet: curves appear here as soon as one finishes.")
     st.stop()
 
 recorded = [s for s in SERIES if s in data.series_names(url, name)]

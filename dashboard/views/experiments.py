@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import data
+from dashboard.verbatim import code
 
 url = data.storage_url()
 st.title("Experiments")
@@ -31,7 +32,7 @@ def progress() -> None:
         },
     )
     row = frame.set_index("name").loc[name]
-    st.subheader(name)
+    st.subheader(code(name))
     left, middle, right, last = st.columns(4)
     left.metric("finished trials", f"{row['done']} / {row['total']}")
     middle.metric("running now", int(row["running"]))

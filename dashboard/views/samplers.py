@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import charts, data
+from dashboard.verbatim import code
 from tuner.samplers import BASELINE
 from tuner.storage.records import COMPLETE
 
@@ -12,7 +13,7 @@ spec = data.spec(url, name)
 st.title("Samplers")
 trials = data.trials(url, name)
 if not (trials["state"] == COMPLETE).any():
-    st.info(f"{name} has no completed trial yet: best-so-far curves appear as soon as one finishes.")
+    st.info(f"{code(name)} has no completed trial yet: best-so-far curves appear as soon as one finishes.")
     st.stop()
 
 left, right = st.columns([3, 1])

@@ -4,6 +4,7 @@ Optuna's parameter importances, parallel coordinates."""
 import streamlit as st
 
 from dashboard import charts, data
+from dashboard.verbatim import code
 from tuner.api import searched_params
 from tuner.storage.records import COMPLETE
 
@@ -12,7 +13,7 @@ name = st.session_state["experiment"]
 st.title("Sensitivity")
 trials = data.trials(url, name)
 if not (trials["state"] == COMPLETE).any():
-    st.info(f"{name} has no completed trial yet: sensitivity plots appear as soon as one finishes.")
+    st.info(f"{code(name)} has no completed trial yet: sensitivity plots appear as soon as one finishes.")
     st.stop()
 
 log_y = bool((trials["objective"].dropna() > 0).all())

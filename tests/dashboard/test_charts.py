@@ -80,3 +80,16 @@ def test_lr_figure_marks_diverged_trials_on_the_top_edge(colour) -> None:
     (diverged,) = [t for t in figure.data if t.name == "adam diverged"]
     assert list(diverged.x) == [1.0] and list(diverged.y) == [0.5] and diverged.marker.symbol == "x"
     assert figure.layout.xaxis.type == "log"
+
+
+def test_a_categorical_values_html_is_escaped_in_tick_labels_and_hover_text() -> None:
+    """plotly reads <b> and <a href> in labels as HTML, and &lt; as '<': the value shows as typed."""
+    trials = pd.DataFrame({
+        "optimizer": ["adam"] * 2, "lr": [1e-3, 1e-2], "choice": ["<b>x</b>", "<a href='http://h'>y</a> & z"],
+        "state": ["COMPLETE"] * 2, "objective": [0.5, 0.2], "diverged_at": [None, None],
+    })
+    escaped = ["&lt;b&gt;x&lt;/b&gt;", "&lt;a href='http://h'&gt;y&lt;/a&gt; &amp; z"]
+    (dimension, _) = charts.parallel_figure(trials, ["choice"]).data[0].dimensions
+    assert list(dimension.ticktext) == sorted(escaped)  # the categories, in order
+    (points,) = charts.lr_figure(trials, colour="choice", log_y=True).data
+    assert list(points.text) == escaped

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
+from dashboard.verbatim import code
 from tests.helpers import REPO, TINY, run_rows, tuner, write_study
 from tuner.spec import parse_experiment
 from tuner.storage.engine import reader_engine
@@ -185,7 +186,7 @@ def test_experiments_page_reads_the_listing_again_for_an_experiment_newer_than_i
     store.close()
     data.experiment_names.clear()  # the names' cache expires first and now lists the new experiment
     app = open_page(monkeypatch, url, "experiments", "second")
-    assert app.subheader[0].value == "second"
+    assert app.subheader[0].value == code("second")
 
 
 def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:

@@ -12,7 +12,7 @@ all derive from it.
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from tuner.errors import ConfigError, check_options
+from tuner.errors import ConfigError, check_options, shown
 from tuner.optim.adagrad import Adagrad
 from tuner.optim.adam import Adam, AdamW
 from tuner.optim.base import FirstOrderOptimizer
@@ -86,7 +86,8 @@ fixed to torch's defaults unless a study file opens them."""
 def make_optimizer(name: str, **options: Any) -> Any:
     """Build the optimizer registered as ``name``; ConfigError on an unknown name or option."""
     if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer={name!r} is unknown; allowed: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"optimizer={shown(name)} is unknown; allowed: {', '.join(OPTIMIZERS)}",
+                          allowed=", ".join(OPTIMIZERS))
     entry = OPTIMIZERS[name]
     check_options(f"optimizer {name!r}", options, entry.options)
     if "betas" in options and isinstance(options["betas"], list):

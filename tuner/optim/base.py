@@ -4,7 +4,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, shown
 
 
 class FirstOrderOptimizer(Protocol):
@@ -23,5 +23,5 @@ class FirstOrderOptimizer(Protocol):
 def check_bool(field: str, value: object) -> bool:
     """Return ``value`` if it is a bool, else raise ConfigError naming ``field``."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{field}={value!r} is not allowed; allowed: true or false")
+        raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: true or false", allowed="true or false")
     return value

@@ -1,12 +1,18 @@
-"""Full-batch L-BFGS through scipy.optimize (L-BFGS-B without bounds)."""
+"""Full-batch L-BFGS through scipy.optimize (L-BFGS-B without bounds). scipy.optimize is imported
+when a run minimises, not with the registry: reading commands do not pay for it."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import OptimizeResult, minimize
 
 from tuner.errors import check_range
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 LossAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
@@ -40,6 +46,8 @@ class LBFGS:
         ``callback(iteration, loss, x)`` runs after each iteration; returning True stops early.
         The result's ``x`` is also copied into ``params``.
         """
+        from scipy.optimize import minimize
+
         counter = [0]
 
         def on_iteration(intermediate_result: OptimizeResult) -> None:

@@ -2,10 +2,7 @@
 
 ``store`` writes (the only module that does), ``queries`` reads, ``engine`` finds and opens
 databases, ``schema`` and ``migrations`` define tuner's tables.
+
+Import the module you need (``from tuner.storage import queries``): the package itself loads
+none, so that reading does not import the writer's Optuna and Alembic.
 """
-
-from tuner.storage.engine import DEFAULT_URL, reader_engine, resolve_url
-from tuner.storage.records import StudyRow
-from tuner.storage.store import Store
-
-__all__ = ["DEFAULT_URL", "Store", "StudyRow", "reader_engine", "resolve_url"]

@@ -3,15 +3,18 @@ outside the Store. Every function takes an engine and returns plain values, dict
 pandas DataFrames; none knows the study-file spec (an experiment's spec comes back as its dict).
 
 "Best" has one definition: the ``tuner_best_configs`` view (see ``best_configs``).
+
+pandas is imported by the functions that return DataFrames: the terminal's commands read without it.
 """
+
+from __future__ import annotations
 
 import json
 import statistics
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import (
     Column,
     Engine,
@@ -23,17 +26,19 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    inspect,
     literal,
     select,
     text,
     union_all,
 )
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, shown
 from tuner.storage import schema
 from tuner.storage.engine import read_once
 from tuner.storage.records import COMPLETE, DONE_STATES, StudyRow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _optuna = MetaData()
 optuna_studies = Table("studies", _optuna, Column("study_id", Integer), Column("study_name", String))
@@ -61,14 +66,20 @@ def experiment(engine: Engine, name: str) -> tuple[int, dict[str, Any]]:
         row = conn.execute(select(e.c.id, e.c.spec).where(e.c.name == name)).first()
     if row is None:
         known = experiment_names(engine)
-        listing = ", ".join(repr(k) for k in known) if known else "none yet: run tuner launch FILE"
-        raise ConfigError(f"experiment {name!r} is not in this storage; experiments: {listing}")
+        listing = shown_names(known) if known else "none yet: run tuner launch FILE"
+        raise ConfigError(f"experiment {shown(name)} is not in this storage; experiments: {listing}")
     return row.id, _json(row.spec)
 
 
-def has_tuner_tables(engine: Engine) -> bool:
-    """Whether the database holds tuner's tables (a new or foreign database does not)."""
-    return schema.experiments.name in inspect(engine).get_table_names()
+SHOWN_NAMES = 5
+"""A message lists at most this many names, then says how many more there are."""
+
+
+def shown_names(names: list[str]) -> str:
+    """``names`` as a message lists them: the first SHOWN_NAMES, each quoted and cut to 30
+    characters (``errors.shown``), then how many more."""
+    listed = ", ".join(shown(name, 30) for name in names[:SHOWN_NAMES])
+    return listed if len(names) <= SHOWN_NAMES else f"{listed} and {len(names) - SHOWN_NAMES} more"
 
 
 def experiment_names(engine: Engine) -> list[str]:
@@ -234,7 +245,8 @@ def best_configs(engine: Engine, name: str, optimizer: str | None = None, sample
     for field, value in (("optimizer", optimizer), ("sampler", sampler)):
         allowed = [item["name"] for item in spec[f"{field}s"]]
         if value is not None and value not in allowed:
-            raise ConfigError(f"{field}={value!r} is not in experiment {name!r}; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"{field}={shown(value)} is not in experiment {shown(name)}; "
+                              f"allowed: {', '.join(allowed)}")
     sql = f"SELECT * FROM {schema.BEST_CONFIGS_VIEW} WHERE experiment = :name"
     binds: dict[str, Any] = {"name": name}
     for column, value in (("optimizer", optimizer), ("sampler", sampler)):
@@ -278,6 +290,8 @@ def config_runs(engine: Engine, run_ids: list[int]) -> pd.DataFrame:
 def curves(engine: Engine, run_ids: list[int] | tuple[int, ...], series: str) -> pd.DataFrame:
     """Long form of one series of the given runs: run_id, step, seconds, value (NaN where the
     recorded value was not finite)."""
+    import pandas as pd
+
     c = schema.curves
     parts = []
     if run_ids:
@@ -305,6 +319,8 @@ def series_names(engine: Engine, experiment_id: int) -> list[str]:
 
 
 def _frame(engine: Engine, query: Any, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     with engine.connect() as conn:
         return pd.DataFrame([tuple(row) for row in conn.execute(query)], columns=columns)
 

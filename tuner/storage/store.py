@@ -3,6 +3,7 @@ module that writes SQL. It speaks plain data (names, dicts, rows), never tuner's
 
 import datetime as dt
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -16,17 +17,37 @@ from sqlalchemy import Connection, Engine, create_engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, shown
 from tuner.storage import schema
 from tuner.storage._optuna_fast import _TRIALS, WorkerCache, WorkerStorage
-from tuner.storage.engine import configure_sqlite, engine_kwargs, is_sqlite
+from tuner.storage.engine import check_writer, configure_sqlite, engine_kwargs, is_sqlite
 from tuner.storage.migrate import upgrade
+from tuner.storage.problems import translated
 from tuner.storage.records import RunRecord, StudyRow
 
-HEARTBEAT_INTERVAL_S = int(os.environ.get("TUNER_HEARTBEAT_INTERVAL", 5))
-GRACE_PERIOD_S = int(os.environ.get("TUNER_GRACE_PERIOD", 20))
-"""A trial whose worker sent no heartbeat for the grace period is failed and retried (seconds)."""
+HEARTBEAT_DEFAULTS_S = {"TUNER_HEARTBEAT_INTERVAL": 5, "TUNER_GRACE_PERIOD": 20}
+HEARTBEAT_MAX_S = 86_400
 MAX_RETRY = 3
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds: a worker beats every TUNER_HEARTBEAT_INTERVAL seconds;
+    a trial whose worker sent no beat for TUNER_GRACE_PERIOD seconds is failed and retried.
+    Unset or empty: ``HEARTBEAT_DEFAULTS_S``. Each must be a whole number of seconds (Optuna's
+    rule) from 1 to HEARTBEAT_MAX_S, and the grace period longer than the interval (else live
+    workers' trials would be failed); ConfigError naming the variable otherwise."""
+    values: dict[str, int] = {}
+    for name, default in HEARTBEAT_DEFAULTS_S.items():
+        raw = os.environ.get(name, "").strip()
+        if raw and not (re.fullmatch(r"[0-9]{1,6}", raw) and 1 <= int(raw) <= HEARTBEAT_MAX_S):
+            raise ConfigError(f"{name}={shown(raw)} is not allowed; allowed: a whole number of seconds "
+                              f"from 1 to {HEARTBEAT_MAX_S}")
+        values[name] = int(raw) if raw else default
+    interval, grace = values["TUNER_HEARTBEAT_INTERVAL"], values["TUNER_GRACE_PERIOD"]
+    if grace <= interval:
+        raise ConfigError(f"TUNER_GRACE_PERIOD={grace} is not allowed; allowed: more than "
+                          f"TUNER_HEARTBEAT_INTERVAL={interval} seconds")
+    return interval, grace
 
 
 def study_name(experiment: str, optimizer: str, sampler: str, repeat: int) -> str:
@@ -59,26 +80,32 @@ class Store:
         upgrade(engine)
 
     @classmethod
-    def open(cls, url: str, *, heartbeat: bool = True, attempts: int = 3) -> "Store":
-        """A writer on ``url`` with Optuna's heartbeat and retry of stale trials.
+    def open(cls, url: str, *, heartbeat: bool = True, create: bool = True, attempts: int = 3) -> "Store":
+        """A writer on ``url`` with Optuna's heartbeat (``heartbeat_settings``) and retry of stale
+        trials. ``create``: make the SQLite file and the tables if missing (a launcher); without it
+        they must be there (a worker joins an experiment). Checked first, writing nothing: a
+        ConfigError names the storage and what to do (``engine.check_writer``; ``Unreachable``
+        when no server answers).
 
         Two processes creating the tables of a new database at once can collide; the loser
         finds them made when it tries again.
         """
-        for attempt in range(1, attempts):
-            try:
-                return cls._open(url, heartbeat)
-            except DBAPIError:
-                time.sleep(0.5 * attempt)
-        return cls._open(url, heartbeat)
+        beats = heartbeat_settings() if heartbeat else None
+        check_writer(url, create=create)
+        with translated(url):
+            for attempt in range(1, attempts):
+                try:
+                    return cls._open(url, beats)
+                except DBAPIError:
+                    time.sleep(0.5 * attempt)
+            return cls._open(url, beats)
 
     @classmethod
-    def _open(cls, url: str, heartbeat: bool) -> "Store":
+    def _open(cls, url: str, beats: tuple[int, int] | None) -> "Store":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             on_stale = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-        storage = (worker_storage(url, HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S, on_stale) if heartbeat
-                   else worker_storage(url))
+        storage = worker_storage(url, *beats, on_stale) if beats else worker_storage(url)
         store = cls(WorkerCache(storage), storage.engine, url)
         store.rdb = storage
         return store

@@ -3,9 +3,9 @@
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validator
 
-from tuner.errors import ConfigError, from_validation_error
+from tuner.errors import ConfigError, from_validation_error, shown, shown_key
 from tuner.tasks.base import Task
 from tuner.tasks.data import DataOptions, DatasetName
 from tuner.tasks.heads import CrossEntropy, Logistic, MulticlassHinge
@@ -34,7 +34,7 @@ class LogisticOptions(DataOptions):
 
 
 class MLPOptions(DataOptions):
-    hidden_sizes: tuple[int, ...] = Field((128,), min_length=1, max_length=16)
+    hidden_sizes: tuple[StrictInt, ...] = Field((128,), min_length=1, max_length=16, strict=False)  # a YAML list
 
     @model_validator(mode="after")
     def _positive(self) -> "MLPOptions":
@@ -58,10 +58,15 @@ TASKS: dict[str, tuple[type[BaseModel], TaskFactory]] = {
 
 
 def task_options(name: str, options: dict[str, Any] | None = None) -> BaseModel:
-    """Validate ``options`` for task ``name``; ConfigError names each bad field."""
+    """Validate ``options`` for task ``name``; ConfigError names each bad field (an unknown one
+    with the fields of the task's options model)."""
     if name not in TASKS:
-        raise ConfigError(f"task={name!r} is unknown; allowed: {', '.join(TASKS)}")
+        raise ConfigError(f"task={shown(name)} is unknown; allowed: {', '.join(TASKS)}")
     model, _ = TASKS[name]
+    unknown = [key for key in options or {} if key not in model.model_fields]
+    if unknown:
+        raise ConfigError(f"task.options.{shown_key(unknown[0])}: unknown field; "
+                          f"allowed: {', '.join(model.model_fields)}")
     try:
         return model(**(options or {}))
     except ValidationError as exc:

@@ -1,21 +1,25 @@
-"""Data sets that scikit-learn ships (no download), standardised and split per seed."""
+"""Data sets that scikit-learn ships (no download), standardised and split per seed. scikit-learn
+is imported when a data set is built, not with the options: reading commands do not pay for it."""
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.datasets import load_breast_cancer, load_digits, make_classification
-from sklearn.model_selection import train_test_split
 
 DatasetName = Literal["breast_cancer", "digits", "synthetic"]
+SHIPPED_SIZES = {"breast_cancer": (569, 2), "digits": (1797, 10)}
+"""Samples and classes of the data sets scikit-learn ships (tests/tasks check them against it)."""
+CLUSTERS_PER_CLASS = 2
+"""make_classification's clusters per class of the synthetic data set (its default)."""
 
 
 class DataOptions(BaseModel):
     """Options shared by the data tasks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
     dataset: DatasetName = "digits"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0, description="fixes the train/validation split")
@@ -26,17 +30,36 @@ class DataOptions(BaseModel):
     n_classes: int = Field(10, ge=2, le=1000, description="synthetic data set only")
 
     @model_validator(mode="after")
-    def _synthetic_fits(self) -> "DataOptions":
-        informative = _informative(self.n_features)
-        if self.dataset == "synthetic" and self.n_classes > 2**informative:
+    def _fits(self) -> "DataOptions":
+        """scikit-learn's own rules, checked with the study file instead of in a worker:
+        make_classification needs ``n_classes * CLUSTERS_PER_CLASS <= 2**n_informative``
+        (``_informative``), and the stratified split needs each side, of ``ceil(val_fraction *
+        samples)`` and the rest, to hold at least one sample per class."""
+        if self.dataset == "synthetic":
+            informative = _informative(self.n_features)
+            most = 2**informative // CLUSTERS_PER_CLASS
+            if self.n_classes > most:
+                raise ValueError(
+                    f"n_classes={self.n_classes} is too many for n_features={self.n_features}; allowed: at most "
+                    f"{most} (n_classes * {CLUSTERS_PER_CLASS} clusters per class <= 2**n_informative = "
+                    f"2**{informative})"
+                )
+            samples, classes = self.n_samples, self.n_classes
+            given = f"n_samples={samples}"
+        else:
+            samples, classes = SHIPPED_SIZES[self.dataset]
+            given = f"dataset={self.dataset!r} ({samples} samples)"
+        validation = math.ceil(self.val_fraction * samples)
+        if min(validation, samples - validation) < classes:
             raise ValueError(
-                f"n_classes={self.n_classes} is too many for n_features={self.n_features}; "
-                f"allowed: at most {2**informative}"
+                f"val_fraction={self.val_fraction} of {given} leaves {samples - validation} training and {validation} "
+                f"validation samples; allowed: at least {classes} on each side (one per class)"
             )
         return self
 
 
 def _informative(n_features: int) -> int:
+    """make_classification's informative features of the synthetic data set."""
     return max(2, n_features // 2)
 
 
@@ -53,6 +76,8 @@ class Dataset:
 
 @lru_cache(maxsize=8)
 def _raw(name: str, n_samples: int, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+
     if name == "breast_cancer":
         x, y = load_breast_cancer(return_X_y=True)
     elif name == "digits":
@@ -64,16 +89,22 @@ def _raw(name: str, n_samples: int, n_features: int, n_classes: int) -> tuple[np
             n_informative=_informative(n_features),
             n_redundant=0,
             n_classes=n_classes,
+            n_clusters_per_class=CLUSTERS_PER_CLASS,
             random_state=0,
         )
     return x.astype(np.float64), y.astype(np.int64)
 
 
 def load_dataset(options: DataOptions) -> Dataset:
-    """Split stratified by ``split_seed``, then standardise with the training statistics."""
+    """Split by ``split_seed``, stratified when every class has two samples or more (the synthetic
+    data set's label noise can leave a class of a small one with one: it is split at random),
+    then standardise with the training statistics."""
+    from sklearn.model_selection import train_test_split
+
     x, y = _raw(options.dataset, options.n_samples, options.n_features, options.n_classes)
+    stratify = y if np.unique(y, return_counts=True)[1].min() >= 2 else None
     x_tr, x_va, y_tr, y_va = train_test_split(
-        x, y, test_size=options.val_fraction, random_state=options.split_seed, stratify=y
+        x, y, test_size=options.val_fraction, random_state=options.split_seed, stratify=stratify
     )
     mean = x_tr.mean(axis=0)
     std = x_tr.std(axis=0)

@@ -6,7 +6,6 @@ in the head's own encoding (``encode``).
 """
 
 import numpy as np
-from scipy.special import expit
 
 
 class CrossEntropy:
@@ -52,6 +51,8 @@ class Logistic:
 
     @staticmethod
     def loss_and_dlogits(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray) -> float:
+        from scipy.special import expit  # here, not with the registry: reading commands do not import scipy
+
         picked = float(np.vdot(t, z))
         np.logaddexp(0.0, z, out=col)
         batch = z.shape[0]

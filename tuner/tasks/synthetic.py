@@ -16,7 +16,7 @@ from tuner.tasks.base import Task
 
 
 class SyntheticOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
     noise: float = Field(0.0, ge=0.0, description="std of additive gradient noise")
     dtype: Literal["float64", "float32"] = "float64"
 

@@ -9,9 +9,9 @@ migrate one at a time; on SQLite the writer engine's BEGIN IMMEDIATE does that.
 from alembic import context
 from sqlalchemy import text
 
+from tuner.storage.migrate import VERSION_TABLE
 from tuner.storage.schema import metadata
 
-VERSION_TABLE = "tuner_alembic_version"
 LOCK_KEY = 0x7475_6E65  # "tune"
 
 connection = context.config.attributes["connection"]

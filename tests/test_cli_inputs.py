@@ -1,0 +1,106 @@
+"""Every input gets a clear answer: one line naming the problem and what is allowed (exit 2), or it works."""
+
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+import typer
+from click.testing import Result
+from typer.testing import CliRunner
+
+from tests.helpers import REPO, TINY
+from tuner import cli
+from tuner.spec import parse_experiment
+from tuner.storage.store import Store
+from tuner.tasks import TASKS
+from tuner.worker import create_experiment
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Result:
+    return runner.invoke(cli.app, list(args))
+
+
+def storage_with(tmp_path, *names: str) -> str:
+    """A SQLite URL whose storage holds experiments ``names`` (created, no trial run)."""
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    store = Store.open(url, heartbeat=False)
+    for name in names:
+        create_experiment(store, parse_experiment({**TINY, "name": name}))
+    store.close()
+    return url
+
+
+def one_error_line(result: Result) -> str:
+    """The single line a refused input prints (exit 2, nothing on stdout, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    return result.stderr.removeprefix("error: ").rstrip("\n")
+
+
+def test_version_is_the_installed_packages() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"tuner {version('tuner')}\n"
+
+
+def test_only_launch_mentions_a_study_file_in_its_storage_help() -> None:
+    commands = typer.main.get_command(cli.app).commands
+    helps = {name: next(p.help for p in command.params if p.name == "storage")
+             for name, command in commands.items() if any(p.name == "storage" for p in command.params)}
+    assert set(helps) == {"launch", "worker", "best", "status", "list", "dashboard"}
+    assert "study file" in helps.pop("launch")
+    assert not any("study file" in text for text in helps.values()), helps
+
+
+def test_best_without_a_name_shows_the_only_experiment(tmp_path) -> None:
+    url = storage_with(tmp_path, "solo")
+    result = invoke("best", "--storage", url)
+    assert result.exit_code == 0 and result.stdout == "experiment 'solo' has no completed trial yet\n"
+
+
+def test_best_without_a_name_lists_several_experiments_shortened(tmp_path) -> None:
+    names = [f"exp{i}" for i in range(6)] + ["x" * 100]
+    url = storage_with(tmp_path, *names)
+    line = one_error_line(invoke("best", "--storage", url))
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    assert line == f"EXPERIMENT is needed: this storage holds 7 experiments; allowed: {shown} and 2 more"
+
+
+def test_best_without_a_name_on_an_empty_storage_gives_lists_hint(tmp_path) -> None:
+    url = storage_with(tmp_path)
+    assert one_error_line(invoke("best", "--storage", url)) == cli.NO_EXPERIMENTS
+    listing = invoke("list", "--storage", url)
+    assert listing.exit_code == 0 and listing.stdout == cli.NO_EXPERIMENTS + "\n"
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), [
+    ("--optimizer", "adamx", "sgd, adam"),
+    ("--sampler", "cmaes", "random, tpe"),  # a sampler tuner has, which this experiment did not use
+])
+def test_best_names_the_filter_that_matched_nothing(tmp_path, option, value, allowed) -> None:
+    url = storage_with(tmp_path, "tiny")
+    line = one_error_line(invoke("best", "tiny", option, value, "--storage", url))
+    assert line == f"{option.lstrip('-')}='{value}' is not in experiment 'tiny'; allowed: {allowed}"
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_gradcheck_lists_the_tasks_options_for_an_unknown_one(task) -> None:
+    line = one_error_line(invoke("gradcheck", task, "-o", "nope=1"))
+    fields = ", ".join(TASKS[task][0].model_fields)
+    assert line == f"task.options.nope: unknown field; allowed: {fields}"
+
+
+def test_reading_commands_import_neither_optuna_nor_scikit_learn_scipy_or_pandas(tmp_path) -> None:
+    """What keeps ``tuner status/list/best`` quick: they load none of the heavy libraries."""
+    url = storage_with(tmp_path, "tiny")
+    heavy = ("optuna", "sklearn", "scipy", "pandas", "alembic")
+    for command in (["list"], ["status", "tiny"], ["best", "tiny"], ["best", "tiny", "--format", "json"]):
+        code = (f"import sys\nfrom tuner.cli import app\ntry:\n    app({[*command, '--storage', url]!r})\n"
+                "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+                f"print('loaded:', *sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == "loaded:", command
