@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.text import Text
 
 from tuner.errors import ConfigError, check_range, shown
+from tuner.safe_yaml import parse_yaml
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -50,13 +50,14 @@ def fail(message: str) -> typer.Exit:
 
 
 def parse_options(pairs: list[str]) -> dict:
-    """``["dim=10", "hidden_sizes=[32, 16]"]`` -> ``{"dim": 10, "hidden_sizes": [32, 16]}`` (YAML values)."""
+    """``["dim=10", "hidden_sizes=[32, 16]"]`` -> ``{"dim": 10, "hidden_sizes": [32, 16]}`` (YAML values,
+    read as study files are: ``tuner.safe_yaml``)."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option {shown(pair)} is not allowed; allowed: KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
+        options[key.strip()] = parse_yaml(value, f"--option {shown(key.strip())}")
     return options
 
 
