@@ -1,5 +1,6 @@
 """Every input gets a clear answer: one line naming the problem and what is allowed (exit 2), or it works."""
 
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -91,6 +92,17 @@ def test_gradcheck_lists_the_tasks_options_for_an_unknown_one(task) -> None:
     line = one_error_line(invoke("gradcheck", task, "-o", "nope=1"))
     fields = ", ".join(TASKS[task][0].model_fields)
     assert line == f"task.options.nope: unknown field; allowed: {fields}"
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("dim=[1, 2", r"^--option 'dim', line 1, column 6: not valid YAML: expected ',' or '\]'"),
+    ("dim=&a [*a]", r"^--option 'dim': an alias refers to a node that contains it"),
+    ("condition_number=.inf", r"^task\.options\.condition_number=\.inf: Input should be a finite number$"),
+    ("dim=true", r"^task\.options\.dim=true: Input should be a valid integer$"),
+    ("novalue", r"^--option 'novalue' is not allowed; allowed: KEY=VALUE$"),
+])
+def test_gradcheck_options_are_read_as_study_files_are(option: str, message: str) -> None:
+    assert re.search(message, one_error_line(invoke("gradcheck", "quadratic", "-o", option)))
 
 
 def test_reading_commands_import_neither_optuna_nor_scikit_learn_scipy_or_pandas(tmp_path) -> None:
