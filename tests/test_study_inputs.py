@@ -6,6 +6,7 @@ to exactly that: a refusal that leaves no database, or an experiment whose trial
 """
 
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -90,6 +91,17 @@ FIXED_VALUES = [
     ({"space": {"lr": {"low": 0.1}}}, r"space\.lr=\{\"low\": 0\.1\} is not allowed; allowed: a value, null"),
     ({"budget": {"steps": 2.5}}, r"budget\.steps=2\.5: Input should be a valid integer"),
     ({"task": {"name": "quadratic", "options": {"dim": True}}}, r"task\.options\.dim=true: Input should be a valid integer"),
+    ({"task": {"name": "quadratic", "options": {"problem_seed": -1}}},
+     r"task\.options\.problem_seed=-1: Input should be greater than or equal to 0"),
+    ({"task": {"name": "mlp", "options": {"hidden_sizes": [100_000, 100_000]}}, "budget": {"epochs": 1},
+      "objective": "final_val_loss"}, r"^error: task\.options: hidden_sizes=\[100000, 100000\] on 1797 samples x 64 "
+     r"features needs 10,000,000,000 numbers in one layer; allowed: at most 20,000,000$"),
+    ({"task": {"name": "softmax", "options": {"dataset": "synthetic", "n_samples": 10_000_000, "n_features": 100_000}},
+      "budget": {"epochs": 1}, "objective": "final_val_loss"}, r"too large a data set; allowed: at most 20,000,000 values"),
+    ({"task": {"name": "mlp", "options": {"hidden_sizes": [True]}}, "budget": {"epochs": 1}, "objective": "final_val_loss"},
+     r"^error: task\.options\.hidden_sizes\.0=true: Input should be a valid integer$"),
+    ({"optimizers": [{"name": "adamw", "space": {"schedule": "constant"}}], "samplers": [{"name": "grid", "grid_points": 100}]},
+     r"samplers\.0 \(grid\) with optimizers\.0 \(adamw\): the grid has 10,000,000,000 points .*allowed: at most 100,000"),
 ]
 
 
@@ -136,6 +148,14 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     (b"a: 1\n---\nb: 2\n", r"expected a single document in the stream"),
     (b"x: !!python/object:os.system [ls]\n", r"not valid YAML: could not determine a constructor"),
     (yaml.safe_dump(BASE).encode() + b"1: 2\n", r"^error: 1: a key must be a name \(text\); got a number"),
+    (yaml.safe_dump(BASE).encode() + b"~: 2\n", r"^error: null: a key must be a name \(text\); got null"),
+    (b"trials: !!int abc\n", r"line 1, column 9: not valid YAML: 'abc' cannot be read as !!int$"),
+    (b"trials: " + b"9" * 5000 + b"\n", r"line 1, column 9: not valid YAML: '9999.*\(5002 characters\) cannot be read as !!int"),
+    (b"budget: {<<: {steps: 5, steps: 500}}\n", r"line 1, column 25: not valid YAML: duplicate key 'steps'"),
+    (b"name: !!set {a, b}\n", r"^error: name: a value of YAML type set is not allowed; allowed: text, numbers"),
+    (b"name: !!binary aGVsbG8=\n", r"^error: name: a value of YAML type bytes is not allowed"),
+    ("name: x\n".encode("utf-16-le"), r"is encoded as UTF-16 \(LE\); save it as UTF-8"),
+    ("name: x\n".encode("utf-32-be"), r"is encoded as UTF-32 \(BE\); save it as UTF-8"),
     (b"\x08name: x\n", r"line 1: character U\+0008 is not allowed in YAML"),
 ])
 def test_a_broken_file_gives_one_line(content: bytes, pattern: str, tmp_path: Path) -> None:
@@ -143,6 +163,51 @@ def test_a_broken_file_gives_one_line(content: bytes, pattern: str, tmp_path: Pa
     path.write_bytes(content)
     line = assert_refused(path, tmp_path, pattern)
     assert line.count("study.yaml") <= 1, "the file is named once"
+
+
+def test_scalars_are_read_as_yaml_1_2_reads_them() -> None:
+    """Base 60, yes/no and dates are YAML 1.1's: a user writing them means text."""
+    data = parse_yaml("a: 1:30\nb: yes\nc: off\nd: 2001-12-14\ne: 1e-3\nf: 010\ng: 0x1F\nh: -.inf\ni: true\n", "s")
+    assert data == {"a": "1:30", "b": "yes", "c": "off", "d": "2001-12-14", "e": 0.001, "f": "010", "g": 31,
+                    "h": -math.inf, "i": True}
+    with pytest.raises(ConfigError, match=r"^trials='1:30': Input should be a valid integer"):
+        parse_experiment({**BASE, "trials": parse_yaml("t: 1:30", "s")["t"]})
+
+
+def test_a_pipe_is_refused_instead_of_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "study.yaml"
+    os.mkfifo(fifo)
+    assert_refused(fifo, tmp_path, r"study\.yaml' is not a regular file \(a pipe or a device\)")
+
+
+@pytest.mark.parametrize(("optimizer", "param", "choices"), [
+    ("momentum", "momentum", [0.5, 0.9]), ("adam", "beta2", [0.9, 0.99]), ("sgd", "batch_size", [16, 32]),
+])
+def test_the_grid_sampler_searches_choices_of_any_parameter(optimizer: str, param: str, choices: list,
+                                                          tmp_path: Path) -> None:
+    """A choice is sampled under the user's name (``momentum``), never its numeric form (``one_minus_momentum``)."""
+    data = {**BASE, "task": {"name": "softmax", "options": {"dataset": "synthetic", "n_samples": 200, "n_features": 8,
+                                                              "n_classes": 3}},
+            "budget": {"epochs": 1}, "objective": "final_val_loss", "samplers": ["grid"], "trials": 2,
+            "optimizers": [{"name": optimizer, "space": {
+                "lr": 0.1, "schedule": "constant", "batch_size": 32, "beta1": 0.9, "eps": 1e-8, param: {"choices": choices},
+            }}]}
+    data["optimizers"][0]["space"] = {k: v for k, v in data["optimizers"][0]["space"].items()
+                                      if k in default_space(optimizer, data_task=True)}  # the grid: the choices alone
+    path, db = write(tmp_path, data), tmp_path / "t.db"
+    assert launch(path, db)[0] == 0
+    store = Store.open(f"sqlite:///{db}", heartbeat=False)
+    try:
+        assert run_worker(store, "bad") == 2
+    finally:
+        store.close()
+    engine = reader_engine(f"sqlite:///{db}")
+    try:
+        params = [row["params"] for row in queries.trials(engine, 1).to_dict("records")]
+    finally:
+        engine.dispose()
+    key = "betas" if param == "beta2" else param
+    assert sorted(p[key][1] if key == "betas" else p[key] for p in params) == choices
 
 
 def test_a_file_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
@@ -209,7 +274,7 @@ TASKS = st.sampled_from([
     ({"name": "saddle", "options": {"dim": 3}}, {"steps": 8}, "steps_to_target"),
     ({"name": "logistic", "options": {"dataset": "synthetic", "n_classes": 2, "n_samples": 200,
                                       "n_features": 5}}, {"epochs": 1}, "final_val_loss"),
-    ({"name": "softmax", "options": {"dataset": "synthetic", "n_samples": 200, "n_features": 5, "n_classes": 3}},
+    ({"name": "softmax", "options": {"dataset": "synthetic", "n_samples": 200, "n_features": 8, "n_classes": 3}},
      {"epochs": 1}, "best_val_loss"),
 ])
 

@@ -57,6 +57,8 @@ def parse_options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option {shown(pair)} is not allowed; allowed: KEY=VALUE")
+        if key.strip() in options:
+            raise ConfigError(f"--option {shown(key.strip())} is given twice; allowed: each option once")
         options[key.strip()] = parse_yaml(value, f"--option {shown(key.strip())}")
     return options
 
@@ -70,7 +72,7 @@ def launch(
 ) -> None:
     """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
     from tuner import urls
-    from tuner.launch import DONE, INTERRUPTED
+    from tuner.launch import DONE, EXIT_CODES, INTERRUPTED
     from tuner.launch import launch as run_launch
     from tuner.spec import load_experiment
     from tuner.storage.engine import resolve_url
@@ -81,14 +83,15 @@ def launch(
         spec = load_experiment(study_file)
         url = resolve_url(storage, spec.storage)
         outcome = run_launch(spec, url, workers, console)
+        if outcome == DONE and workers:
+            _print_best(url, spec.name, per_optimizer=True)
+            console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {urls.shown(url)}")
+            console.print(f"See the curves:      tuner dashboard --storage {urls.shown(url)}")
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    if outcome != DONE:
-        raise typer.Exit(130 if outcome == INTERRUPTED else 1)
-    if workers:
-        _print_best(url, spec.name, per_optimizer=True)
-        console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {urls.shown(url)}")
-        console.print(f"See the curves:      tuner dashboard --storage {urls.shown(url)}")
+    except KeyboardInterrupt:  # while the winners are printed: everything is stored already
+        outcome = INTERRUPTED
+    raise typer.Exit(EXIT_CODES[outcome])
 
 
 def _only_experiment(engine: "Engine") -> str:

@@ -42,8 +42,9 @@ def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
 
 
 def shown_key(key: Any) -> str:
-    """A mapping key as a field path shows it: unquoted, escaped, cut to 30 characters."""
-    return _cut(escaped(str(key)), 30)
+    """A mapping key as a field path shows it: text unquoted, escaped, cut to 30 characters; any
+    other key as ``shown`` spells it (``null``, ``1``)."""
+    return _cut(escaped(key), 30) if isinstance(key, str) else shown(key, 30)
 
 
 def escaped(text: str) -> str:
@@ -94,9 +95,14 @@ def check_options(owner: str, given: dict, allowed: "list[str] | tuple[str, ...]
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> ConfigError:
-    """One ConfigError listing every problem as ``field.path=value: what is allowed``."""
+    """One ConfigError listing every problem as ``field.path=value: what is allowed``, one line each;
+    a problem of a list or mapping is left out when one inside it is listed."""
     lines = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        if any(len(other["loc"]) > len(err["loc"]) and other["loc"][: len(err["loc"])] == err["loc"]
+               for other in errors):
+            continue  # a consequence of a problem inside the value, which is reported instead
         path = ".".join(shown_key(part) for part in (prefix, *err["loc"]) if part != "")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

@@ -32,6 +32,10 @@ class Param:
 
     @property
     def optuna_name(self) -> str:
+        """The name Optuna samples under: ``one_minus_beta2`` for ``1 - beta2``, ``log2_batch_size``
+        for a power of two; the user's name for a categorical choice (any kind of parameter)."""
+        if self.choices is not None:
+            return self.name
         if self.one_minus:
             return f"one_minus_{self.name}"
         if self.power_of_two:
@@ -43,7 +47,7 @@ class Param:
         if not self.searched:
             return self.fixed
         if self.choices is not None:
-            return trial.suggest_categorical(self.name, list(self.choices))
+            return trial.suggest_categorical(self.optuna_name, list(self.choices))
         if self.one_minus:
             return 1.0 - trial.suggest_float(self.optuna_name, 1.0 - self.high, 1.0 - self.low, log=True)
         if self.power_of_two:

@@ -11,10 +11,12 @@ there is one), before anything is validated or printed:
   counted on the node graph, without expanding it, and must stay under ``MAX_NODES``;
 - nesting deeper than ``MAX_DEPTH``.
 
-Numbers follow what users write: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``).
+Plain scalars follow YAML 1.2 (``_SCALARS``), and a regular file is required (a FIFO would
+wait for a writer for ever).
 """
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -31,38 +33,69 @@ _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xf
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading 1e-3 as a number and refusing duplicate keys."""
+    """PyYAML's safe loader with YAML 1.2's scalars (``_SCALARS``), refusing duplicate keys and
+    naming the line of a value its tag cannot construct."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):
-            seen: set = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *base; its keys may be overridden
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:  # an unhashable key: PyYAML's own error follows
-                    continue
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {shown(key)} (each key may appear once)", key_node.start_mark)
+            self._refuse_duplicates(node)
         return super().construct_mapping(node, deep=deep)
 
+    def _refuse_duplicates(self, node: yaml.MappingNode) -> None:
+        """A key may appear once in a mapping, and once in each mapping merged into it (``<<:``),
+        whose keys the mapping itself may override."""
+        seen: set = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in merged:
+                    if isinstance(source, yaml.MappingNode):
+                        self._refuse_duplicates(source)
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shown(key)} (each key may appear once)", key_node.start_mark)
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
-               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError):  # e.g. !!int abc, a 5000-digit number
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shown(node.value)} cannot be read as {tag}", node.start_mark) from None
+
+
+_INT, _FLOAT, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
+_SCALARS = {
+    _BOOL: (r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    _INT: (r"^[-+]?(?:0|[1-9][0-9_]*)$|^0x[0-9a-fA-F_]+$|^0b[01_]+$", list("-+0123456789")),
+    _FLOAT: (r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
+             r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$", list("-+0123456789.")),
+}
+"""Plain scalars read as YAML 1.2 reads them, as users write them: ``1e-3`` is a number (YAML 1.1
+wants ``1.0e-3``); ``yes``/``no``/``on``/``off`` and ``2001-12-14`` stay text, and ``1:30`` is not
+90 (YAML 1.1's base 60)."""
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers
+            if tag not in (*_SCALARS, "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, (_pattern, _first) in _SCALARS.items():
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
 
 
 def load_yaml(path: str | Path) -> Any:
     """The one YAML document in the file at ``path`` (None when it has none)."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"{str(path)!r} is not a regular file (a pipe or a device); give a study file")
         with path.open("rb") as file:
             data = file.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -116,6 +149,11 @@ def _decode(data: bytes, source: str) -> str:
         if data.startswith(bom):
             raise ConfigError(f"{source}: is encoded as {encoding}; save it as UTF-8")
     if b"\x00" in data:
+        for encoding, zeros in (("UTF-32", (1, 2, 3)), ("UTF-16", (1,))):  # ASCII text in a wide encoding
+            width = zeros[-1] + 1
+            for order, positions in (("LE", zeros), ("BE", tuple(width - 1 - z for z in zeros))):
+                if len(data) % width == 0 and all(not any(data[z::width]) for z in positions):
+                    raise ConfigError(f"{source}: is encoded as {encoding} ({order}); save it as UTF-8")
         raise ConfigError(f"{source}: is a binary file, not a YAML study file")
     try:
         return data.decode("utf-8").removeprefix("\ufeff")

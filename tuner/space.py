@@ -193,8 +193,13 @@ def suggest(trial: Any, params: list[Param]) -> dict[str, Any]:
     return values
 
 
+MAX_GRID_SIZE = 100_000
+"""Optuna's GridSampler lists every point of its grid in memory (and no study runs that many trials)."""
+
+
 def grid_space(params: list[Param], points: int, where: str = "samplers (grid)") -> dict[str, list]:
-    """The search space of Optuna's GridSampler for ``params``; ConfigError names ``where``."""
+    """The search space of Optuna's GridSampler for ``params``; ConfigError names ``where`` when the
+    space cannot be a grid or has more than MAX_GRID_SIZE points."""
     searched = [p for p in params if p.searched]
     schedule = next((p for p in params if p.name == "schedule"), None)
     if schedule is not None and schedule.searched and any(p.schedule for p in searched):
@@ -202,7 +207,14 @@ def grid_space(params: list[Param], points: int, where: str = "samplers (grid)")
             f"{where}: the grid sampler cannot search a schedule choice together with its conditional "
             "parameters; fix the schedule to one kind (space: {schedule: cosine}) or drop its parameters"
         )
-    return {p.optuna_name: p.grid(points) for p in searched}
+    grid = {p.optuna_name: p.grid(points) for p in searched}
+    size = math.prod(len(values) for values in grid.values())
+    if size > MAX_GRID_SIZE:
+        raise ConfigError(
+            f"{where}: the grid has {size:,} points ({points} per parameter over {len(grid)} parameters); "
+            f"allowed: at most {MAX_GRID_SIZE:,} (fewer grid_points, or fix parameters)"
+        )
+    return grid
 
 
 def to_config(optimizer: str, values: dict[str, Any], total_steps: int) -> dict[str, Any]:

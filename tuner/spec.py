@@ -160,7 +160,8 @@ class Experiment(_Strict):
         for index, optimizer in enumerate(self.optimizers):
             space = self.search_space(optimizer.name)
             if grid is not None:
-                grid_space(space, 2, where=f"samplers.{grid} (grid) with optimizers.{index} ({optimizer.name})")
+                grid_space(space, self.samplers[grid].grid_points,
+                           where=f"samplers.{grid} (grid) with optimizers.{index} ({optimizer.name})")
         return self
 
     def search_space(self, optimizer: str) -> list[Param]:
@@ -208,10 +209,13 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def _check_plain(data: Any, path: str) -> None:
-    """Every key in a study file is text and every number finite: NaN and infinity are no
-    setting of anything."""
+    """Every key in a study file is text, every value plain YAML data (no ``!!set`` or ``!!binary``)
+    and every number finite: NaN and infinity are no setting of anything."""
     if isinstance(data, float) and not math.isfinite(data):
         raise ConfigError(f"{path or 'study file'}={shown(data)} is not allowed; allowed: a finite number")
+    if not isinstance(data, (dict, list, str, int, float, bool, type(None))):  # !!set, !!binary, !!timestamp
+        raise ConfigError(f"{path or 'study file'}: {_kind(data)} is not allowed; allowed: text, numbers, "
+                          "true/false, null, lists and mappings")
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for key, value in items:
         field = f"{path}.{shown_key(key)}" if path else shown_key(key)
@@ -223,4 +227,4 @@ def _check_plain(data: Any, path: str) -> None:
 def _kind(value: Any) -> str:
     names = {list: "a list", dict: "a mapping", str: "a string", int: "a number", float: "a number",
              bool: "true or false", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    return names.get(type(value), f"a value of YAML type {type(value).__name__}")

@@ -60,13 +60,14 @@ def train(
     grad = np.empty_like(params)
     rng = np.random.default_rng([seed, 1])
     start = time.perf_counter()
-    if isinstance(optimizer, LBFGS):
-        result = _train_lbfgs(task, optimizer, params, grad, epochs, eval_every, on_eval, start)
-    else:
-        result = _train_first_order(
-            task, optimizer, schedule, params, grad, rng, epochs, batch_size, eval_every, on_eval,
-            divergence_factor, start,
-        )
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence: detected and recorded
+        if isinstance(optimizer, LBFGS):
+            result = _train_lbfgs(task, optimizer, params, grad, epochs, eval_every, on_eval, start)
+        else:
+            result = _train_first_order(
+                task, optimizer, schedule, params, grad, rng, epochs, batch_size, eval_every, on_eval,
+                divergence_factor, start,
+            )
     result.wall_time = time.perf_counter() - start
     return result
 

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -20,9 +21,11 @@ from typing import Any, TypeVar
 import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
+from tuner.errors import ConfigError
 from tuner.objective import Abandoned, make_objective
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
 from tuner.spec import Experiment, SamplerSpec
@@ -43,21 +46,37 @@ _log = logging.getLogger("tuner.worker")
 
 
 class StopFlag:
-    """Set by SIGINT or SIGTERM; checked between evaluations, never inside a write."""
+    """Set by SIGINT or SIGTERM, or true once the process ``parent`` is gone (a killed launcher:
+    the worker is not left running on its own); checked between evaluations, never inside a
+    write. A signal the process was started ignoring (SIGINT, by ``tuner launch``) stays ignored."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: int | None = None) -> None:
         self.requested = False
+        self.parent = parent
 
     def install(self) -> "StopFlag":
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._set)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, self._set)
         return self
 
     def _set(self, signum: int, frame: Any) -> None:
         self.requested = True
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.requested or (self.parent is not None and os.getppid() != self.parent)
+
+
+def exit_when_orphaned(parent: int, every_s: float = 1.0) -> None:
+    """End this process (exit 1) as soon as its parent ``parent`` is gone, from a daemon thread:
+    for helper processes that hold nothing to clean up."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
 
 
 def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
@@ -92,14 +111,50 @@ def next_study(store: Store, rows: list[StudyRow], study_ids: dict[int, int | No
     return "wait" if unfinished else None
 
 
+SPEC_VERSION = 1
+"""The format of the study file an experiment stores (``stored_study_file``), kept with it in
+tuner_experiments.spec_version. Bump it when the meaning of a stored field changes: an
+experiment stored in another format is not resumed. A field added with a default needs no bump:
+a stored file without it reads as having the default (``create_experiment``), so that default
+must do what tuner did before the field existed."""
+
+
+def stored_study_file(spec: Experiment) -> dict[str, Any]:
+    """``spec`` as an experiment stores it (format SPEC_VERSION): every field, defaults included,
+    as JSON data; not ``storage``, which says where the experiment is, not what it is."""
+    return spec.model_dump(mode="json", exclude={"storage"})
+
+
 def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRow]]:
     """The experiment of ``spec`` and its studies, created or found again (idempotent): one study
-    per optimizer, sampler and repeat, each minimising the spec's objective."""
-    stored = spec.model_dump(mode="json", exclude={"storage"})
-    experiment_id = store.ensure_experiment(spec.name, spec.task.name, stored)
+    per optimizer, sampler and repeat, each minimising the spec's objective.
+
+    An experiment of that name is found again only if it is stored in format SPEC_VERSION and its
+    study file is ``spec``'s as this tuner reads both (``_as_read_now``: fields an earlier tuner
+    did not know have their defaults); else a ConfigError, naming the fields that changed."""
+    stored = stored_study_file(spec)
+    found = store.ensure_experiment(spec.name, spec.task.name, stored, SPEC_VERSION)
+    if found.spec_version != SPEC_VERSION:
+        raise ConfigError(f"experiment {spec.name!r} was stored by a tuner whose study files have format "
+                          f"{found.spec_version}; this tuner's have format {SPEC_VERSION}: resume it with that "
+                          "tuner, or give it a new name to start another experiment")
+    before = _as_read_now(found.spec)
+    if before != stored:
+        changed = sorted(k for k in stored.keys() | before.keys() if stored.get(k) != before.get(k))
+        raise ConfigError(f"experiment {spec.name!r} already exists with a different study file (changed: "
+                          f"{', '.join(changed)}); give it a new name to start another experiment")
     studies = [(o.name, s.name, repeat)
                for o in spec.optimizers for s in spec.samplers for repeat in range(spec.repeats)]
-    return experiment_id, store.ensure_studies(experiment_id, spec.name, studies, spec.trials, spec.objective.name)
+    return found.id, store.ensure_studies(found.id, spec.name, studies, spec.trials, spec.objective.name)
+
+
+def _as_read_now(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored study file as this tuner would store it: fields an earlier tuner did not know get
+    their defaults. One that this tuner cannot read (a name it no longer has) stays as it is."""
+    try:
+        return stored_study_file(Experiment.model_validate(stored))
+    except ValidationError:
+        return stored
 
 
 def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
@@ -258,13 +313,15 @@ def quiet_optuna() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None) -> int:
-    """Entry point of a worker process: one BLAS thread, signals as a stop flag, then work.
+def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None,
+                   parent: int | None = None) -> int:
+    """Entry point of a worker process: one BLAS thread, signals (and, given ``parent``, that
+    process's end) as a stop flag, then work.
 
     The worker joins an existing experiment and creates nothing. A database server that does not
     answer is waited for as a lost connection is (``open_store``); any other problem with the
     database, or one that outlasts the wait, is a ConfigError naming the storage."""
-    stop = StopFlag().install()
+    stop = StopFlag(parent).install()
     quiet_optuna()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     threadpool_limits(limits=1)

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, inspect, select, text
 
 from tuner.storage import schema
 from tuner.storage.engine import writer_engine
@@ -71,12 +71,33 @@ def test_every_revision_of_the_view_ranks_the_same_way_and_downgrades(tmp_path) 
     assert best_rows(engine) == expected
     upgrade(engine)
     assert best_rows(engine) == expected
+    downgrade(engine, "0001")
+    assert best_rows(engine) == expected
+
+
+def downgrade(engine, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0001")
-    assert best_rows(engine) == expected
+        command.downgrade(config, revision)
+
+
+def test_experiments_stored_before_0003_have_study_file_format_1(database) -> None:
+    """Upgrading a database of revision 0002 keeps its experiment, now with spec_version 1 (the
+    format of every study file stored before); a downgrade drops the column again."""
+    engine = writer_engine(database)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(insert(schema.experiments).values(id=1, name="e", task="quadratic", spec={"trials": 3},
+                                                       created_at=datetime.now(UTC)))
+    upgrade(engine)
+    with engine.connect() as conn:
+        e = schema.experiments
+        assert conn.execute(select(e.c.name, e.c.spec, e.c.spec_version)).all() == [("e", {"trials": 3}, 1)]
+    downgrade(engine, "0002")
+    assert "spec_version" not in {column["name"] for column in inspect(engine).get_columns("tuner_experiments")}
+    engine.dispose()
 
 
 def test_optuna_and_tuner_tables_share_the_database(tmp_path) -> None:

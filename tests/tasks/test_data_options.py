@@ -37,9 +37,9 @@ SHIPPED = {"breast_cancer": load_breast_cancer, "digits": load_digits}
 
 @pytest.mark.parametrize("dataset", list(SHIPPED))
 def test_a_shipped_data_sets_split_is_refused_exactly_when_scikit_learn_refuses_it(dataset) -> None:
-    _, labels = SHIPPED[dataset](return_X_y=True)
-    assert SHIPPED_SIZES[dataset] == (len(labels), len(np.unique(labels)))
-    samples, classes = SHIPPED_SIZES[dataset]
+    features, labels = SHIPPED[dataset](return_X_y=True)
+    assert SHIPPED_SIZES[dataset] == (len(labels), features.shape[1], len(np.unique(labels)))
+    samples, _, classes = SHIPPED_SIZES[dataset]
     edges = [k / samples for k in (classes - 1, classes, samples - classes, samples - classes + 1)]
     for val_fraction in [0.001, 0.2, 0.999, *edges, *(np.nextafter(e, 0) for e in edges),
                          *(np.nextafter(e, 1) for e in edges)]:

@@ -1,6 +1,7 @@
 """tuner's tables, beside Optuna's own in the same database. Changed only by migrations.
 
-tuner_experiments   one row per study file name: the validated spec as JSON
+tuner_experiments   one row per study file name: the validated spec as JSON, and the version of
+                    its format (spec_version: see ``tuner.worker.SPEC_VERSION``)
 tuner_studies       one row per Optuna study: experiment, optimizer, sampler, repeat, budget
 tuner_runs          one row per finished training run: a trial (kind 'trial', keyed by Optuna's
                     trial id) or a re-evaluation of a study's best trial on a fresh seed
@@ -35,6 +36,7 @@ experiments = Table(
     Column("task", String(64), nullable=False),
     Column("spec", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("spec_version", Integer, nullable=False, server_default="1"),  # rows from before 0003: 1
 )
 
 studies = Table(

@@ -13,7 +13,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy import Connection, Engine, create_engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, create_engine, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
@@ -66,6 +66,11 @@ def worker_storage(url: str, heartbeat_interval: int | None = None, grace_period
     if is_sqlite(url):
         configure_sqlite(storage.engine)
     return storage
+
+
+def _between_lookup_and_insert(table: str) -> None:
+    """Where a creator that found no row of ``table`` is, before it inserts one: nothing happens
+    here, except in tests, which pause one creator here while another creates the same row."""
 
 
 class Store:
@@ -131,27 +136,34 @@ class Store:
             self.optuna = WorkerCache(self.rdb)
 
     # experiments and studies ----------------------------------------------------------------
-    def ensure_experiment(self, name: str, task: str, spec: dict[str, Any]) -> int:
-        """Create the experiment ``name`` (its study file as plain JSON data) or return the id of
-        the one with the same name and the same study file; ConfigError if the file differs."""
-        table = schema.experiments
+    def ensure_experiment(self, name: str, task: str, spec: dict[str, Any], spec_version: int) -> Row[Any]:
+        """The tuner_experiments row of ``name`` (id, name, task, spec, created_at, spec_version):
+        created with the study file ``spec`` (plain JSON data) in format ``spec_version`` if there
+        is none. Whether a row found has the same study file is the caller's to judge."""
+        return self._find_or_insert(schema.experiments, "name", dict(
+            name=name, task=task, spec=spec, spec_version=spec_version, created_at=dt.datetime.now(dt.UTC)))
+
+    def _find_or_insert(self, table: Table, key: str, values: dict[str, Any]) -> Row[Any]:
+        """The row of ``table`` whose unique column ``key`` holds ``values[key]``, inserted with
+        ``values`` if there is none. When another creator inserts it between this one's lookup and
+        insert, its row is read in a transaction of its own: in the lookup's transaction MariaDB
+        (REPEATABLE READ) would show only what was committed before the lookup."""
+        found = select(table).where(table.c[key] == values[key])
         with self.engine.begin() as conn:
-            row = conn.execute(select(table.c.id, table.c.spec).where(table.c.name == name)).first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        return conn.execute(insert(table).values(
-                            name=name, task=task, spec=spec, created_at=dt.datetime.now(dt.UTC),
-                        )).inserted_primary_key[0]
-                except IntegrityError:  # another launcher created it just now
-                    row = conn.execute(select(table.c.id, table.c.spec).where(table.c.name == name)).one()
-        if row.spec != spec:
-            changed = sorted(k for k in spec.keys() | row.spec.keys() if spec.get(k) != row.spec.get(k))
-            raise ConfigError(
-                f"experiment {name!r} already exists with a different study file (changed: "
-                f"{', '.join(changed)}); give it a new name to start another experiment"
-            )
-        return row.id
+            row = conn.execute(found).first()
+        if row is not None:
+            return row
+        _between_lookup_and_insert(table.name)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(table).values(**values))
+                return conn.execute(found).one()
+        except IntegrityError:
+            with self.engine.begin() as conn:
+                row = conn.execute(found).first()
+            if row is None:  # not another creator's row: the values break another rule
+                raise
+            return row
 
     def ensure_studies(self, experiment_id: int, experiment: str, studies: Iterable[tuple[str, str, int]],
                        n_trials: int, metric: str) -> list[StudyRow]:
@@ -187,18 +199,10 @@ class Store:
 
     def _ensure_study_row(self, experiment_id: int, name: str, optimizer: str, sampler: str,
                           repeat: int, n_trials: int) -> StudyRow:
-        table = schema.studies
-        values = dict(experiment_id=experiment_id, study_name=name, optimizer=optimizer, sampler=sampler,
-                      repeat=repeat, n_trials=n_trials)
-        with self.engine.begin() as conn:
-            found = conn.execute(select(table.c.id).where(table.c.study_name == name)).scalar()
-            if found is None:
-                try:
-                    with conn.begin_nested():
-                        found = conn.execute(insert(table).values(**values)).inserted_primary_key[0]
-                except IntegrityError:
-                    found = conn.execute(select(table.c.id).where(table.c.study_name == name)).scalar_one()
-        return StudyRow(found, name, optimizer, sampler, repeat, n_trials)
+        row = self._find_or_insert(schema.studies, "study_name", dict(
+            experiment_id=experiment_id, study_name=name, optimizer=optimizer, sampler=sampler, repeat=repeat,
+            n_trials=n_trials))
+        return StudyRow(row.id, row.study_name, row.optimizer, row.sampler, row.repeat, row.n_trials)
 
     # runs -----------------------------------------------------------------------------------
     def save_run(self, study_id: int, record: RunRecord) -> int | None:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validat
 
 from tuner.errors import ConfigError, from_validation_error, shown, shown_key
 from tuner.tasks.base import Task
-from tuner.tasks.data import DataOptions, DatasetName
+from tuner.tasks.data import MAX_VALUES, DataOptions, DatasetName
 from tuner.tasks.heads import CrossEntropy, Logistic, MulticlassHinge
 from tuner.tasks.network import NetworkTask
 from tuner.tasks.synthetic import (
@@ -37,9 +37,20 @@ class MLPOptions(DataOptions):
     hidden_sizes: tuple[StrictInt, ...] = Field((128,), min_length=1, max_length=16, strict=False)  # a YAML list
 
     @model_validator(mode="after")
-    def _positive(self) -> "MLPOptions":
+    def _fits_in_memory(self) -> "MLPOptions":
+        """Each layer in [1, 100000] units, and no layer's weights or activations over the data set
+        more than MAX_VALUES numbers."""
         if any(h < 1 or h > 100_000 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes={list(self.hidden_sizes)}: each must be in [1, 100000]")
+        samples, features, classes = self.shape
+        sizes = (features, *self.hidden_sizes, classes)
+        weights = max(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+        activations = samples * max(self.hidden_sizes)
+        if max(weights, activations) > MAX_VALUES:
+            raise ValueError(
+                f"hidden_sizes={list(self.hidden_sizes)} on {samples} samples x {features} features needs "
+                f"{max(weights, activations):,} numbers in one layer; allowed: at most {MAX_VALUES:,}"
+            )
         return self
 
 

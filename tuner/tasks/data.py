@@ -10,8 +10,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DatasetName = Literal["breast_cancer", "digits", "synthetic"]
-SHIPPED_SIZES = {"breast_cancer": (569, 2), "digits": (1797, 10)}
-"""Samples and classes of the data sets scikit-learn ships (tests/tasks check them against it)."""
+SHIPPED_SIZES = {"breast_cancer": (569, 30, 2), "digits": (1797, 64, 10)}
+"""Samples, features and classes of the data sets scikit-learn ships (tests/tasks check them against it)."""
+MAX_VALUES = 20_000_000
+"""The most numbers a data task may hold in one array (160 MB in float64): its data set, a layer's
+weights, a layer's activations over the data; checked with the study file, not by a worker's
+MemoryError."""
 CLUSTERS_PER_CLASS = 2
 """make_classification's clusters per class of the synthetic data set (its default)."""
 
@@ -44,11 +48,15 @@ class DataOptions(BaseModel):
                     f"{most} (n_classes * {CLUSTERS_PER_CLASS} clusters per class <= 2**n_informative = "
                     f"2**{informative})"
                 )
-            samples, classes = self.n_samples, self.n_classes
-            given = f"n_samples={samples}"
+            if self.n_samples * self.n_features > MAX_VALUES:
+                raise ValueError(
+                    f"n_samples={self.n_samples} x n_features={self.n_features} is too large a data set; allowed: "
+                    f"at most {MAX_VALUES:,} values"
+                )
+            given = f"n_samples={self.n_samples}"
         else:
-            samples, classes = SHIPPED_SIZES[self.dataset]
-            given = f"dataset={self.dataset!r} ({samples} samples)"
+            given = f"dataset={self.dataset!r} ({SHIPPED_SIZES[self.dataset][0]} samples)"
+        samples, _, classes = self.shape
         validation = math.ceil(self.val_fraction * samples)
         if min(validation, samples - validation) < classes:
             raise ValueError(
@@ -56,6 +64,14 @@ class DataOptions(BaseModel):
                 f"validation samples; allowed: at least {classes} on each side (one per class)"
             )
         return self
+
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Samples, features and classes of the data set these options load."""
+        if self.dataset == "synthetic":
+            return self.n_samples, self.n_features, self.n_classes
+        return SHIPPED_SIZES[self.dataset]
 
 
 def _informative(n_features: int) -> int:

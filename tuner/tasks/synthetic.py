@@ -59,12 +59,12 @@ class _Synthetic(Task):
 
 
 class QuadraticOptions(SyntheticOptions):
-    dim: int = Field(50, ge=1, le=10_000)
+    dim: int = Field(50, ge=1, le=2_000, description="a dense dim x dim Hessian: 32 MB at most")
     condition_number: float = Field(100.0, ge=1.0)
     mu: float = Field(1.0, gt=0.0, description="smallest Hessian eigenvalue")
     spread: Literal["linear", "geometric", "extremes"] = "linear"
     rotate: bool = True
-    problem_seed: int = 0
+    problem_seed: int = Field(0, ge=0, description="draws x* and the rotation")
 
 
 class Quadratic(_Synthetic):

@@ -1,0 +1,144 @@
+"""How ``tuner launch`` stops: SIGTERM as Ctrl-C, a killed launcher's workers, workers stopped
+behind its back, a Ctrl-C while the workers import, and a SQLite file deleted under it."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.helpers import REPO, run_rows, write_study
+from tuner.storage.engine import reader_engine
+
+pytestmark = pytest.mark.e2e
+
+SLOW = {"task": {"name": "mlp", "options": {"hidden_sizes": [64]}}, "trials": 20, "budget": {"epochs": 8}}
+"""Trials of a few hundred ms each: a launch that runs long enough to be stopped on purpose."""
+
+
+def start(study: Path, cwd: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "tuner", "launch", str(study), *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True, **kwargs)
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state not in ("Z", "X")  # a zombie has ended; only its exit status waits to be read
+
+
+def wait_for_runs(url: str, name: str, at_least: int, process: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.3)
+        try:
+            engine = reader_engine(url)
+            try:
+                finished = len(run_rows(engine, name))
+            finally:
+                engine.dispose()
+        except Exception:  # the database or its tables may not exist yet
+            continue
+        if finished >= at_least:
+            return finished
+    raise AssertionError(f"the launch made no progress: {process.poll()}")
+
+
+def trial_states(url: str) -> list[str]:
+    engine = reader_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [str(s) for s in conn.execute(text("SELECT state FROM trials")).scalars()]
+    finally:
+        engine.dispose()
+
+
+def test_sigterm_stops_the_launch_as_ctrl_c_does(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="termed", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "termed", 3, process)
+    workers = children(process.pid)
+    assert len(workers) >= 2, workers
+    process.terminate()  # kill PID, timeout, docker stop
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 143, out + err
+    assert "stopped. Finished trials are kept; run the same command again to resume." in out
+    assert "Traceback" not in err, err
+    assert not [pid for pid in workers if alive(pid)], "workers outlived the launcher"
+    assert "RUNNING" not in trial_states(url)
+    assert all(row["kind"] == "trial" for row in run_rows(reader_engine(url), "termed")), "re-evaluated early"
+
+
+def test_workers_of_a_killed_launcher_stop_by_themselves(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="orphaned", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "orphaned", 2, process)
+    workers = children(process.pid)
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while [pid for pid in workers if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)], "the workers of a killed launcher run on"
+    assert "RUNNING" not in trial_states(url), "an orphaned worker left its trial RUNNING"
+
+
+def test_workers_stopped_behind_the_launchers_back_do_not_count_as_done(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="short", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "short", 2, process)
+    for pid in children(process.pid):
+        if Path(f"/proc/{pid}/cmdline").read_bytes().find(b"multiprocessing") >= 0:
+            os.kill(pid, signal.SIGTERM)  # a worker stopped alone exits 0, as when it is done
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 1, out + err
+    assert "nothing is re-evaluated yet: run the same command again to resume" in out
+    assert "best configuration" not in out and "Traceback" not in err, out + err
+    assert all(row["kind"] == "trial" for row in run_rows(reader_engine(url), "short"))
+
+
+def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="early", **SLOW)
+    process = start(study, tmp_path, "--workers", "2")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "tuner.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while len(children(process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_a_database_file_deleted_under_the_launch_stops_it(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="deleted", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "deleted", 2, process)
+    workers = children(process.pid)
+    for path in tmp_path.glob("tuner.db*"):
+        path.unlink()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert re.search(r"tuner\.db' was (deleted|replaced) while the launch ran: results written since went into "
+                     "the old file and are lost", out) and "Traceback" not in err, out + err
+    assert not [pid for pid in workers if alive(pid)]
