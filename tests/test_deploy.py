@@ -38,6 +38,12 @@ def test_compose_file_validates_with_the_example_env(tmp_path) -> None:
         published = f"{published['host_ip']}:{published['published']}:{published['target']}"
     assert published.removesuffix("/tcp") == "127.0.0.1:8501:8501", "the dashboard is published on the host's loopback only"
     assert services["dashboard"]["command"][0] == "dashboard"
+    (mount,) = services["launch"]["volumes"]
+    if isinstance(mount, str):  # docker-compose v1's short form: SOURCE:TARGET:MODE
+        source, target, mode = mount.rsplit(":", 2)
+        mount = {"source": source, "target": target, "read_only": mode == "ro"}
+    assert (mount["source"], mount["target"], mount["read_only"]) == (str(tmp_path / "studies"), "/app/studies", True)
+    assert services["worker"]["command"][0] == "worker", "workers tune, then re-evaluate the winners"
 
 
 def test_compose_refuses_to_start_without_a_password(tmp_path) -> None:

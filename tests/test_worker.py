@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from tests.helpers import TINY
+from tests.helpers import TINY, check_consistent
 from tuner.spec import parse_experiment
 from tuner.storage import queries
 from tuner.storage.store import Store
@@ -104,4 +104,57 @@ def test_a_study_deleted_with_optuna_s_tools_while_the_worker_runs_is_made_anew(
     assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3  # trial 0, then a new study's 0 and 1
     study = optuna.load_study(study_name="deleted/sgd/random/0", storage=url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    store.close()
+
+
+def test_workers_that_find_the_budget_met_re_evaluate_the_winners_between_them(tmp_path) -> None:
+    """The flow of docker compose: experiment created, workers only. Two workers at once store each
+    re-evaluation exactly once (the runs table coordinates them), and a later worker finds none to do."""
+    import threading
+
+    quiet_optuna()
+    url = f"sqlite:///{tmp_path}/r.db"
+    creator = Store.open(url)
+    spec = parse_experiment({**TINY, "name": "reeval", "trials": 2, "reevaluate": 3})
+    experiment_id, rows = create_experiment(creator, spec)
+    creator.close()
+
+    stores = [Store.open(url) for _ in range(2)]  # Alembic's migration check is not thread-safe: opened here
+    ran: dict[int, int] = {}
+
+    def work(worker: int) -> None:
+        ran[worker] = run_worker(stores[worker], "reeval", worker=worker)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for other in stores:
+        other.close()
+    assert sorted(ran) == [0, 1], ran  # both workers ended well
+    store = Store.open(url)
+    check_consistent(store.engine, "reeval", workers=2)
+    done = queries.reevaluated(store.engine, experiment_id)
+    best = queries.best_trials(store.engine, experiment_id)
+    assert len(best) == len(rows) and done == {(b["id"], seed) for b in best for seed in range(1_000_000, 1_000_003)}
+    from tuner import reevaluation
+
+    assert reevaluation.pending(store.engine, spec, experiment_id) == []
+    assert run_worker(store, "reeval") == 0
+    assert len(queries.reevaluated(store.engine, experiment_id)) == 3 * len(rows)
+    store.close()
+
+
+def test_a_worker_stopped_by_max_trials_leaves_re_evaluation_to_others(tmp_path) -> None:
+    quiet_optuna()
+    url = f"sqlite:///{tmp_path}/m.db"
+    store = Store.open(url)
+    spec = parse_experiment({**TINY, "name": "capped", "trials": 1, "optimizers": ["sgd"], "samplers": ["random"],
+                             "reevaluate": 2})
+    experiment_id, _ = create_experiment(store, spec)
+    assert run_worker(store, "capped", max_trials=1) == 1
+    assert queries.reevaluated(store.engine, experiment_id) == set()
+    assert run_worker(store, "capped") == 0
+    assert len(queries.reevaluated(store.engine, experiment_id)) == 2
     store.close()

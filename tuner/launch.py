@@ -1,11 +1,12 @@
 """``tuner launch``: create or resume an experiment, run local workers with a live progress
-display, re-evaluate each study's best configuration on fresh seeds, print the winners.
+display (they tune, then re-evaluate each study's best configuration on fresh seeds:
+``tuner.reevaluation``), print the winners.
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM (``kill``, ``timeout``, a supervisor) are one stop. The
 workers, started with SIGINT ignored so that only the launcher reacts to a Ctrl-C, get SIGTERM:
 each abandons its trial (FAIL, run again on resume) and exits; they also stop by themselves when
-the launcher is gone (killed). Re-evaluation starts only when every study met its budget, and a
-SQLite file deleted or replaced under a running launch stops it.
+the launcher is gone (killed). A launch is done when every study met its budget and every
+re-evaluation is stored; a SQLite file deleted or replaced under a running launch stops it.
 """
 
 import multiprocessing
@@ -14,7 +15,6 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group
@@ -24,32 +24,17 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from threadpoolctl import threadpool_limits
 
-from tuner.objective import Budget, run_config, summarize
+from tuner import reevaluation
 from tuner.spec import Experiment
 from tuner.storage import queries
 from tuner.storage.engine import is_sqlite, reader_engine
-from tuner.storage.records import RunRecord, StudyRow
+from tuner.storage.records import StudyRow
 from tuner.storage.store import Store
-from tuner.tasks import make_task
 from tuner.urls import shown
-from tuner.worker import create_experiment, exit_when_orphaned, quiet_optuna, worker_process
+from tuner.worker import create_experiment, quiet_optuna, worker_process
 
-REEVALUATION_SEED = 1_000_000
-"""Re-evaluation seeds start here, far from the trials' seeds (a study's repeat index)."""
 POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class Reevaluation:
-    """One fresh-seed run of a study's best configuration."""
-
-    study_id: int
-    source_run_id: int
-    seed: int
-    config: dict[str, Any]
-
 
 DONE, INTERRUPTED, TERMINATED, FAILED, INCOMPLETE, LOST = (
     "done", "interrupted", "terminated", "failed", "incomplete", "lost")
@@ -94,7 +79,7 @@ def _launch(store: Store, spec: Experiment, url: str, workers: int, console: Con
     if workers == 0:
         return DONE
     watch = DatabaseWatch(url)
-    outcome = _run_workers(url, spec, rows, workers, console, watch)
+    outcome = _run_workers(url, spec, experiment_id, rows, workers, console, watch)
     if outcome != DONE:
         return outcome
     done, total = trials_done(store.engine, rows)
@@ -102,11 +87,11 @@ def _launch(store: Store, spec: Experiment, url: str, workers: int, console: Con
         console.print(f"the workers ended at {done} of {total} trials (stopped before the budget was met); "
                       "nothing is re-evaluated yet: run the same command again to resume")
         return INCOMPLETE
-    outcome = _reevaluate(store, spec, experiment_id, workers, console)
-    if problem := watch.problem():
-        console.print(problem, style="red")
-        return LOST
-    return outcome
+    if left := len(reevaluation.pending(store.engine, spec, experiment_id)):
+        console.print(f"the workers ended with {left} re-evaluation runs still to do: run the same command "
+                      "again to finish them")
+        return INCOMPLETE
+    return DONE
 
 
 def trials_done(engine: Any, rows: list[StudyRow]) -> tuple[int, int]:
@@ -152,8 +137,8 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_workers(url: str, spec: Experiment, rows: list[StudyRow], workers: int, console: Console,
-                 watch: DatabaseWatch) -> str:
+def _run_workers(url: str, spec: Experiment, experiment_id: int, rows: list[StudyRow], workers: int,
+                 console: Console, watch: DatabaseWatch) -> str:
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=worker_process, args=(url, spec.name, i),
                                  kwargs={"parent": os.getpid()}, daemon=False) for i in range(workers)]
@@ -163,7 +148,7 @@ def _run_workers(url: str, spec: Experiment, rows: list[StudyRow], workers: int,
             for process in processes:
                 process.start()
         reader = reader_engine(url)
-        with _Progress(reader, spec, rows, console) as progress:
+        with _Progress(reader, spec, experiment_id, rows, console) as progress:
             while not (problem := watch.problem()) and any(p.is_alive() for p in processes):
                 _refresh(progress, watch)
                 time.sleep(POLL_S)
@@ -217,13 +202,16 @@ def _stop(processes: list, console: Console) -> None:
 
 
 class _Progress:
-    """Trials finished of the budget, and the best objective so far per optimizer."""
+    """Trials finished of the budget, re-evaluation runs stored of those pending, and the best
+    objective so far per optimizer."""
 
-    def __init__(self, engine: Any, spec: Experiment, rows: list[StudyRow], console: Console) -> None:
-        self.engine, self.spec, self.rows = engine, spec, rows
-        self.bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    def __init__(self, engine: Any, spec: Experiment, experiment_id: int, rows: list[StudyRow],
+                 console: Console) -> None:
+        self.engine, self.spec, self.experiment_id, self.rows = engine, spec, experiment_id, rows
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
-        self.task = self.bar.add_task("trials", total=sum(r.n_trials for r in self.rows))
+        self.trials = self.bar.add_task("trials", total=sum(r.n_trials for r in self.rows))
+        self.reevaluations = self.bar.add_task("re-evaluation", total=None, visible=spec.reevaluate > 0)
         self.live = Live(Group(self.bar, Table()), console=console, refresh_per_second=4)
 
     def __enter__(self) -> "_Progress":
@@ -236,7 +224,12 @@ class _Progress:
             self.live.console.line()
 
     def refresh(self) -> None:
-        self.bar.update(self.task, completed=trials_done(self.engine, self.rows)[0])
+        done, total = trials_done(self.engine, self.rows)
+        self.bar.update(self.trials, completed=done)
+        if done == total and self.spec.reevaluate:
+            stored = len(queries.reevaluated(self.engine, self.experiment_id))
+            left = len(reevaluation.pending(self.engine, self.spec, self.experiment_id))
+            self.bar.update(self.reevaluations, completed=stored, total=stored + left)
         best = {row["optimizer"]: row["trial_objective"]
                 for row in queries.best_configs(self.engine, self.spec.name, per_optimizer=True)}
         table = Table(title=f"best {self.spec.objective.name} so far", title_justify="left")
@@ -245,55 +238,3 @@ class _Progress:
         for name in [o.name for o in self.spec.optimizers]:
             table.add_row(name, "-" if best.get(name) is None else f"{best[name]:.4g}")
         self.live.update(Group(self.bar, table))
-
-
-def pending_reevaluations(store: Store, spec: Experiment, experiment_id: int) -> list[Reevaluation]:
-    """Re-evaluations not stored yet: each study's best trial on seeds 1e6 .. 1e6 + reevaluate - 1."""
-    done = queries.reevaluated(store.engine, experiment_id)
-    return [
-        Reevaluation(best["study_id"], best["id"], seed, best["params"])
-        for best in queries.best_trials(store.engine, experiment_id)
-        for seed in range(REEVALUATION_SEED, REEVALUATION_SEED + spec.reevaluate)
-        if (best["id"], seed) not in done
-    ]
-
-
-def _reevaluate(store: Store, spec: Experiment, experiment_id: int, workers: int, console: Console) -> str:
-    jobs = pending_reevaluations(store, spec, experiment_id)
-    if not jobs:
-        return DONE
-    context = multiprocessing.get_context("spawn")
-    with Progress(TextColumn("re-evaluation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
-        task = bar.add_task("re-evaluation", total=len(jobs))
-        with sigint_ignored():
-            pool = context.Pool(workers, initializer=_reevaluation_worker_init, initargs=(os.getpid(),))
-        try:
-            for job, record in pool.imap_unordered(_run_reevaluation, [(spec, job) for job in jobs]):
-                store.save_run(job.study_id, record)
-                bar.advance(task)
-            pool.close()
-        except KeyboardInterrupt:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-    return DONE
-
-
-def _reevaluation_worker_init(parent: int) -> None:
-    exit_when_orphaned(parent)  # a re-evaluation process writes nothing: it may just go
-    threadpool_limits(limits=1)
-
-
-_TASKS: dict[str, Any] = {}
-
-
-def _run_reevaluation(item: tuple[Experiment, Reevaluation]) -> tuple[Reevaluation, RunRecord]:
-    spec, job = item
-    key = repr((spec.task.name, spec.task.options))
-    task = _TASKS.get(key) or _TASKS.setdefault(key, make_task(spec.task.name, spec.task.options))
-    result = run_config(task, job.config, Budget.of(spec), job.seed)
-    record = summarize(spec, task, result, job.config, job.seed, kind="reevaluation")
-    record.source_run_id = job.source_run_id
-    return job, record

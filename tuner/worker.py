@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
+from tuner import reevaluation
 from tuner.errors import ConfigError
 from tuner.objective import Abandoned, make_objective
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
@@ -65,18 +65,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.requested or (self.parent is not None and os.getppid() != self.parent)
-
-
-def exit_when_orphaned(parent: int, every_s: float = 1.0) -> None:
-    """End this process (exit 1) as soon as its parent ``parent`` is gone, from a daemon thread:
-    for helper processes that hold nothing to clean up."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()
 
 
 def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
@@ -159,7 +147,8 @@ def _as_read_now(stored: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
                should_stop: Callable[[], bool] = lambda: False, retry_for_s: float = RETRY_FOR_S) -> int:
-    """Run trials of ``experiment_name`` until its budget is met, ``max_trials`` ran, or a stop.
+    """Run trials of ``experiment_name`` until its budget is met, then its pending re-evaluations
+    (``tuner.reevaluation``); or until ``max_trials`` ran, or a stop.
 
     A lost database connection is retried with exponential backoff for up to ``retry_for_s``
     seconds, then its DBAPIError is raised; the trial in flight, if any, is failed by the
@@ -177,7 +166,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     while not should_stop() and (max_trials is None or ran < max_trials):
         try:
             row = next_study(store, rows, study_ids)
-            if row is None:
+            if row is None:  # the budget is met: the winners are re-evaluated next
+                reevaluation.run_pending(store, spec, experiment_id, task, worker, should_stop)
                 break
             if row == "wait":  # trials in flight: fail those whose worker died
                 for open_row in rows:
