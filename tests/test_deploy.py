@@ -58,3 +58,15 @@ def test_dockerfile_copies_only_what_exists() -> None:
     sources = [s for line in re.findall(r"^COPY (.+)$", dockerfile, re.M) for s in line.split()[:-1]]
     assert sources and all((REPO / s).exists() for s in sources), sources
     assert ".env" in (REPO / ".gitignore").read_text()
+
+
+def test_the_example_password_is_refused_by_every_worker_and_launcher() -> None:
+    """docker compose fills TUNER_STORAGE from .env; the example's placeholder must not reach a database."""
+    from tuner.errors import ConfigError
+    from tuner.urls import EXAMPLE_PASSWORD, check_url
+
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example["POSTGRES_PASSWORD"] == EXAMPLE_PASSWORD
+    with pytest.raises(ConfigError, match=r"its password is the example's placeholder 'change-me'; set a password"):
+        check_url(f"postgresql+psycopg://tuner:{EXAMPLE_PASSWORD}@db:5432/tuner")

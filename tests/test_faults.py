@@ -16,6 +16,8 @@ from sqlalchemy import text
 from tests.helpers import REPO, check_consistent, run_rows, tuner, write_study
 from tuner.storage.engine import reader_engine
 
+pytestmark = pytest.mark.e2e
+
 FAST_HEARTBEAT = {"TUNER_HEARTBEAT_INTERVAL": "1", "TUNER_GRACE_PERIOD": "3"}
 SLOW_TRIALS = {  # ~0.7 s a trial, none diverging: long enough to be caught in flight
     "task": {"name": "mlp", "options": {"hidden_sizes": [256]}}, "budget": {"epochs": 25},

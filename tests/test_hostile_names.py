@@ -75,6 +75,7 @@ def test_hostile_experiment_names_round_trip(tmp_path, wide, name: str) -> None:
     assert run("status", name, "--storage", url).startswith(f"experiment {name} on softmax; objective ")
 
 
+@pytest.mark.e2e
 def test_a_launch_with_workers_prints_a_markup_name_as_typed(tmp_path) -> None:
     """The whole of tuner launch, in its own process: progress, re-evaluation, winners and hints."""
     name = "sweep [/] v2"
@@ -136,3 +137,27 @@ def test_hostile_names_on_a_server(server_url, monkeypatch) -> None:
     from dashboard import data
 
     data.engine(server_url).dispose()
+
+
+def test_names_that_differ_only_in_case_accents_or_trailing_spaces_are_other_experiments(database, tmp_path) -> None:
+    """On every database, as on SQLite: 'OK' is not 'ok', 'é' is not 'e', 'ok ' is not 'ok', and each
+    experiment has Optuna studies of its own (MariaDB's default collation would take them for the
+    same: migration 0004)."""
+    names = ["ok", "OK", "é", "e"]
+    for name in names:
+        launched = CliRunner().invoke(app, ["launch", str(study_file(tmp_path, name)), "--workers", "0",
+                                            "--storage", database])
+        assert launched.exit_code == 0, launched.output
+    store = Store.open(database, heartbeat=False)
+    for name in names:
+        assert run_worker(store, name) == 2
+    store.close()
+    engine = reader_engine(database)
+    assert queries.experiment_names(engine) == names
+    for name in names:
+        check_consistent(engine, name)
+    engine.dispose()
+    for name in ("ok ", "Ok", "E", "É"):
+        result = CliRunner().invoke(app, ["status", name, "--storage", database])
+        assert result.exit_code == 2 and result.stderr.startswith(f"error: experiment '{name}' is not in this "
+                                                                  "storage"), result.output

@@ -18,6 +18,8 @@ from tests.helpers import REPO, check_consistent, expected_best, run_rows, tuner
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):

@@ -112,7 +112,8 @@ def server(variable: str) -> str:
 
 
 @pytest.mark.parametrize("url", [f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/tuner",
-                                 f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/tuner"])
+                                 f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/tuner",
+                                 f"postgresql+psycopg://postgres@127.0.0.1:1/tuner?password={SECRET}"])
 def test_a_server_that_does_not_answer_is_named_at_once(url, study) -> None:
     for command in every_command(study)[:-1]:  # the worker waits for it: see below
         line = refused([*command, "--storage", url])
@@ -157,9 +158,12 @@ def test_a_worker_goes_on_once_the_server_answers(monkeypatch) -> None:
     assert tries == [False, False], "a worker never creates the database"
 
 
+@pytest.mark.e2e  # a worker in its own process, stopped by a signal
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_worker_waiting_for_the_server_stops_at_once(stop, tmp_path) -> None:
-    url = f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/tuner"
+@pytest.mark.parametrize("url", [f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/tuner",
+                                 f"postgresql+psycopg://postgres@127.0.0.1:1/tuner?sslpassword=x&password={SECRET}"],
+                         ids=["user info", "query"])
+def test_a_worker_waiting_for_the_server_stops_at_once(stop, url, tmp_path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "tuner", *WORKER, "--storage", url], cwd=tmp_path,
                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -289,6 +293,42 @@ def test_a_driver_sqlalchemy_does_not_know_is_named(study) -> None:
                     "'postgresql+nosuch' is not a driver SQLAlchemy knows; use "
                     "postgresql+psycopg://postgres:***@127.0.0.1:1/tuner (pip install -e '.[postgres]' in "
                     "tuner's checkout)")
+
+
+NOT_A_PORT = ("is not a database URL: its port must be a number; allowed: e.g. postgresql+psycopg://user@host:5432/db "
+              "(an IPv6 host in brackets: [::1]:5432; an @ in the password written %40)")
+
+
+@pytest.mark.parametrize(("url", "shown", "problem"), [
+    (f"mysql+pymysql://u:{SECRET}@127.0.0.1:notaport/db", "mysql+pymysql://u:***@127.0.0.1:notaport/db", NOT_A_PORT),
+    ("postgresql+psycopg://postgres@[::1/tuner", "postgresql+psycopg://postgres@[::1/tuner", NOT_A_PORT),
+    (f"postgresql+psycopg://postgres:{SECRET[:3]}@{SECRET[3:]}@127.0.0.1/tuner",
+     "postgresql+psycopg://postgres:***@127.0.0.1/tuner", "is not a database URL: its password holds an @; write it as %40"),
+], ids=["port", "ipv6", "at"])
+def test_a_url_that_does_not_parse_is_named_by_every_command(url, shown, problem, tmp_path) -> None:
+    """Given with --storage, in TUNER_STORAGE or as the study file's storage: one line, the password masked."""
+    expected = f"error: storage='{shown}' {problem}"
+    in_file = write_study(tmp_path, storage=url)
+    for command in every_command(in_file):
+        assert refused([*command, "--storage", url]) == expected, command
+        assert refused(command, env={"TUNER_STORAGE": url}) == expected, command
+    assert refused(["launch", str(in_file), "--workers", "0"]) == expected
+
+
+def test_a_character_set_the_driver_does_not_know_is_named(study) -> None:
+    url = make_url(server("TUNER_TEST_MYSQL_URL")).update_query_dict({"charset": "nonexistent"})
+    for command in every_command(study):
+        assert refused([*command, "--storage", url.render_as_string(hide_password=False)]) == (
+            f"error: storage='{url.render_as_string()}': the driver does not know the character set "
+            "charset='nonexistent'; leave charset out (tuner's driver uses utf8mb4) or give one it knows, e.g. utf8mb4")
+
+
+def test_a_long_storage_is_shortened(tmp_path, study) -> None:
+    path = f"{tmp_path}/{'x' * 300}.db"
+    cut = f"... ({len(path) + 12} characters): "  # the URL, sqlite:/// and its quotes
+    for command in every_command(study):
+        line = refused([*command, "--storage", f"sqlite:///{path}"])
+        assert cut in line and f"... ({len(path) + 2} characters)" in line and len(line) < 500, line
 
 
 @pytest.mark.parametrize(("variable", "value", "allowed"), [

@@ -24,7 +24,8 @@ def importances(url: str, name: str, optimizer: str) -> dict[str, float]:
     """Optuna's fANOVA parameter importances (``optuna.importance.get_param_importances``, seed 0)
     over the completed trials of every study of ``optimizer`` in experiment ``name``, on the
     parameters as Optuna sampled them. Empty with fewer than MIN_TRIALS completed trials or when
-    no parameter varies."""
+    no parameter varies. The study that pools the trials, in memory, is made without Optuna's
+    INFO line (the dashboard's terminal would print it at every redraw)."""
     engine = reader_engine(url)
     try:
         experiment_id, _ = queries.experiment(engine, name)
@@ -41,7 +42,12 @@ def importances(url: str, name: str, optimizer: str) -> dict[str, float]:
         storage.engine.dispose()
     if len(completed) < MIN_TRIALS:
         return {}
-    pooled = optuna.create_study()  # in memory: the studies of one optimizer share its search space
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        pooled = optuna.create_study()  # in memory: the studies of one optimizer share its search space
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     pooled.add_trials(completed)
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)

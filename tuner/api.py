@@ -20,6 +20,7 @@ from tuner.space import from_config
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine, resolve_url
 from tuner.storage.records import DONE_STATES
+from tuner.urls import shown
 
 BEST_RUN_COLUMNS = ["optimizer", "sampler", "source_run_id", "run_id", "seed", "state", "total_steps"]
 
@@ -115,7 +116,8 @@ class StoredExperiment:
         self.close()
 
     def __repr__(self) -> str:
-        return f"StoredExperiment({self.name!r}, {self.engine.url!r})"
+        """Its name and storage, the storage's secrets masked (``tuner.urls.shown``)."""
+        return f"StoredExperiment({self.name!r}, {shown(self.engine.url.render_as_string(hide_password=False))!r})"
 
 
 def open_experiment(name: str, storage: str | None = None) -> StoredExperiment:

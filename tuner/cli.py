@@ -26,6 +26,8 @@ StorageOption = Annotated[str | None, typer.Option(
     "--storage", help="Database URL; default: $TUNER_STORAGE, else sqlite:///tuner.db.")]
 LaunchStorageOption = Annotated[str | None, typer.Option(
     "--storage", help="Database URL; default: $TUNER_STORAGE, else the study file's, else sqlite:///tuner.db.")]
+ExperimentArgument = Annotated[str | None, typer.Argument(
+    help="The experiment's name (the study file's name); may be left out when the storage holds one.")]
 NO_EXPERIMENTS = "no experiments yet: run tuner launch studies/quickstart.yaml"
 
 
@@ -85,8 +87,10 @@ def launch(
         outcome = run_launch(spec, url, workers, console)
         if outcome == DONE and workers:
             _print_best(url, spec.name, per_optimizer=True)
-            console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {urls.shown(url)}")
-            console.print(f"See the curves:      tuner dashboard --storage {urls.shown(url)}")
+            pasted = shlex.quote(urls.shown(url))  # commands to paste: quoted, and never wrapped by Rich
+            console.print(f"\nQuery the winners:   tuner best {shlex.quote(spec.name)} --storage {pasted}",
+                          soft_wrap=True)
+            console.print(f"See the curves:      tuner dashboard --storage {pasted}", soft_wrap=True)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:  # while the winners are printed: everything is stored already
@@ -167,8 +171,7 @@ def worker(
 
 @app.command()
 def best(
-    experiment: Annotated[str | None, typer.Argument(
-        help="The experiment's name (the study file's name); may be left out when the storage holds one.")] = None,
+    experiment: ExperimentArgument = None,
     optimizer: Annotated[str | None, typer.Option(help="Only this optimizer.")] = None,
     sampler: Annotated[str | None, typer.Option(help="Only this sampler.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",  # noqa: A002
@@ -188,7 +191,7 @@ def best(
 
 @app.command()
 def status(
-    experiment: Annotated[str, typer.Argument(help="The experiment's name.")],
+    experiment: ExperimentArgument = None,
     storage: StorageOption = None,
 ) -> None:
     """Progress of every study: finished, pruned, diverged, failed, running."""
@@ -199,6 +202,7 @@ def status(
 
     try:
         engine = _reader(resolve_url(storage))
+        experiment = _only_experiment(engine) if experiment is None else experiment
         experiment_id, spec_dict = queries.experiment(engine, experiment)
         spec = Experiment(**spec_dict)
         rows = queries.studies(engine, experiment_id)
@@ -230,7 +234,8 @@ def list_experiments(storage: StorageOption = None) -> None:
         console.print(NO_EXPERIMENTS)
         return
     table = Table()
-    for column in ("experiment", "task", "studies", "trials finished", "created"):
+    table.add_column("experiment", overflow="fold")  # a long name is folded onto more lines, never cut with …
+    for column in ("task", "studies", "trials finished", "created"):
         table.add_column(column)
     for e in found:
         table.add_row(e["name"], e["task"], str(e["studies"]), f"{e['done']}/{e['total']}",

@@ -33,13 +33,29 @@ CSV_COLUMNS = ("experiment", "optimizer", "sampler", "repeat", "trial_number", "
                "reeval_std", "reeval_min", "reeval_max", "reeval_count", "reeval_diverged")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")
+"""A spreadsheet reads a cell that starts with one of these as a formula (OWASP, CSV injection;
+its other two, tab and carriage return, cannot start a name: names hold no control character)."""
+
+
 def best_as_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per optimizer and sampler: CSV_COLUMNS, then ``config`` as JSON. A text cell that
+    starts with one of FORMULA_STARTS (an experiment named ``=HYPERLINK(...)``) is written with a
+    single quote before it, as OWASP recommends, so that a spreadsheet shows it as text instead of
+    running it; numbers are written as they are."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*CSV_COLUMNS, "config"])
     for r in rows:
-        writer.writerow([*("" if r[c] is None else r[c] for c in CSV_COLUMNS), json.dumps(r["params"])])
+        writer.writerow([_csv_cell(cell) for cell in (*(r[c] for c in CSV_COLUMNS), json.dumps(r["params"]))])
     return out.getvalue()
+
+
+def _csv_cell(cell: Any) -> Any:
+    """A CSV cell: None as empty, a text that a spreadsheet would run as a formula quoted (best_as_csv)."""
+    if cell is None:
+        return ""
+    return f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 
 def _number(value: float | None) -> str:

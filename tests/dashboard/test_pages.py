@@ -2,17 +2,20 @@
 
 import base64
 import json
+import logging.handlers
 import subprocess
 import sys
 import time
 
 import numpy as np
+import optuna
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.verbatim import code
 from tests.helpers import REPO, TINY, run_rows, tuner, write_study
+from tuner import analysis
 from tuner.spec import parse_experiment
 from tuner.storage.engine import reader_engine
 from tuner.storage.store import Store
@@ -119,6 +122,22 @@ def test_sensitivity_shows_lr_importance_and_parallel_coordinates(monkeypatch, s
     assert "objective" in [d["label"] for d in parallel["data"][0]["dimensions"]]
 
 
+def test_importances_log_no_line_of_optuna(storage) -> None:
+    """The Sensitivity page's importances pool trials in a study of their own, in memory: Optuna's
+    "A new study created in memory" line would reach the terminal of tuner dashboard at every redraw."""
+    recorded = logging.handlers.BufferingHandler(capacity=100)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    logging.getLogger("optuna").addHandler(recorded)
+    try:
+        assert analysis.importances(storage, "tiny", "adam")
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # as it was
+    finally:
+        logging.getLogger("optuna").removeHandler(recorded)
+        optuna.logging.set_verbosity(verbosity)
+    assert [record.getMessage() for record in recorded.buffer] == []
+
+
 def test_best_configurations_table_downloads_and_snippets(monkeypatch, storage) -> None:
     app = open_page(monkeypatch, storage, "best", "tiny")
     (table,) = (t.value for t in app.dataframe)
@@ -144,8 +163,10 @@ def test_quadratic_has_no_validation_data_and_a_theoretical_reference(monkeypatc
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_explains_an_empty_storage(monkeypatch, tmp_path, page) -> None:
-    missing = open_page(monkeypatch, f"sqlite:///{tmp_path}/missing.db", page)
-    assert "no such database file" in missing.info[0].value
+    url = f"sqlite:///{tmp_path}/*missing*.db"  # Markdown's emphasis, shown as typed
+    missing = open_page(monkeypatch, url, page)
+    assert missing.info[0].value == code(f"storage='{url}': no such database file '{tmp_path}/*missing*.db'; correct "
+                                         "the path, or create it with tuner launch STUDY_FILE --storage URL")
     Store.open(f"sqlite:///{tmp_path}/empty.db", heartbeat=False).close()
     empty = open_page(monkeypatch, f"sqlite:///{tmp_path}/empty.db", page)
     assert "no experiment yet" in empty.info[0].value
@@ -189,6 +210,7 @@ def test_experiments_page_reads_the_listing_again_for_an_experiment_newer_than_i
     assert app.subheader[0].value == code("second")
 
 
+@pytest.mark.e2e
 def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:
     """The page redraws during a two-worker launch on the same SQLite file: neither side sees a lock error."""
     study = write_study(tmp_path, name="live", trials=12)

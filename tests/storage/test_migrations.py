@@ -2,12 +2,15 @@
 
 from datetime import UTC, datetime
 
+import optuna
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import delete, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from tuner.storage import schema
 from tuner.storage.engine import writer_engine
@@ -109,4 +112,48 @@ def test_optuna_and_tuner_tables_share_the_database(tmp_path) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 10_000
+    store.close()
+
+
+def name_collations(engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text(
+            "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME), COLLATION_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME IN ('name', 'study_name')")).all())
+
+
+def test_0004_makes_names_compare_exactly_on_mariadb(mysql_url) -> None:
+    """Optuna's tables are made first (as Store.open makes them), then tuner's up to 0003 with an
+    experiment; 0004 gives every name column, Optuna's too, the binary NO PAD collation, and keeps
+    the unique indexes; a downgrade gives back the table's own collation."""
+    optuna.storages.RDBStorage(mysql_url).engine.dispose()
+    engine = writer_engine(mysql_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(insert(schema.experiments).values(name="ok", task="quadratic", spec={},
+                                                       created_at=datetime.now(UTC)))
+    columns = {"tuner_experiments.name", "tuner_studies.study_name", "studies.study_name"}
+    assert name_collations(engine) == dict.fromkeys(columns, "utf8mb4_general_ci")
+    upgrade(engine)
+    assert name_collations(engine) == dict.fromkeys(columns, "utf8mb4_nopad_bin")
+    for name in ("OK", "ok ", "ók"):
+        with engine.begin() as conn:
+            conn.execute(insert(schema.experiments).values(name=name, task="quadratic", spec={},
+                                                           created_at=datetime.now(UTC)))
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # still unique
+        conn.execute(insert(schema.experiments).values(name="ok", task="quadratic", spec={},
+                                                       created_at=datetime.now(UTC)))
+    with engine.begin() as conn:
+        assert conn.execute(select(schema.experiments.c.name).where(schema.experiments.c.name == "ok")).all() == [
+            ("ok",)]
+        conn.execute(delete(schema.experiments).where(schema.experiments.c.name != "ok"))
+    downgrade(engine, "0003")
+    assert name_collations(engine) == dict.fromkeys(columns, "utf8mb4_general_ci")
+    engine.dispose()
+
+
+def test_a_new_mariadb_database_gets_exact_names(mysql_url) -> None:
+    store = Store.open(mysql_url, heartbeat=False)
+    assert set(name_collations(store.engine).values()) == {"utf8mb4_nopad_bin"} and len(
+        name_collations(store.engine)) == 3
     store.close()

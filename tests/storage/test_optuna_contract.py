@@ -27,8 +27,9 @@ from sqlalchemy import select, update
 from tuner.storage._optuna_fast import _HEARTBEATS, WorkerCache
 from tuner.storage.store import Store, worker_storage
 
-pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
-                                        "ignore:Heartbeat of storage")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                                         "ignore:Heartbeat of storage")]
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 WHOLE_SECONDS_CASES = ("test_get_trial", "test_get_all_trials")

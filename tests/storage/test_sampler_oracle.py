@@ -75,6 +75,7 @@ def check_against_optuna(storage: optuna.storages.BaseStorage, engine, spec, tmp
         stock.engine.dispose()
 
 
+@pytest.mark.e2e
 def test_every_sampler_launched_on_a_database_suggests_what_optuna_suggests(database, tmp_path) -> None:
     quiet_optuna()
     study_file = tmp_path / "oracle.yaml"

@@ -11,6 +11,8 @@ from tests.helpers import check_consistent, expected_best, tuner, write_study
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine, writer_engine
 
+pytestmark = pytest.mark.e2e
+
 
 def test_launch_best_view_and_dashboard_on_a_server(server_url, tmp_path, monkeypatch) -> None:
     study = write_study(tmp_path, name="on a server")

@@ -28,7 +28,7 @@ from tuner.errors import ConfigError
 from tuner.storage import schema
 from tuner.storage.migrate import VERSION_TABLE, unknown_revisions
 from tuner.storage.problems import translated
-from tuner.urls import check_url, shown
+from tuner.urls import check_url, quoted, quoted_path
 
 DEFAULT_URL = "sqlite:///tuner.db"
 BUSY_TIMEOUT_S = 60
@@ -121,33 +121,33 @@ def check_sqlite_path(url: str, *, write: bool, create: bool) -> None:
     """ConfigError unless the SQLite file of ``url`` can be used: it is a file that can be read, or
     with ``create`` it is missing in a directory that exists; a writer (``write``) can write the
     file and its directory too (SQLite keeps its journal and shared memory beside the database)."""
-    field = f"storage={shown(url)!r}"
+    field = f"storage={quoted(url)}"
     path = make_url(url).database
     directory = os.path.dirname(path) or "."
     if os.path.isdir(path):
-        raise ConfigError(f"{field}: {path!r} is a directory; give a database file in it, "
+        raise ConfigError(f"{field}: {quoted_path(path)} is a directory; give a database file in it, "
                           f"e.g. sqlite:///{os.path.join(path, 'tuner.db')}")
     if not os.path.exists(path):
         if not create:
-            raise ConfigError(f"{field}: no such database file {path!r}; correct the path, or create it "
-                              "with tuner launch STUDY_FILE --storage URL")
+            raise ConfigError(f"{field}: no such database file {quoted_path(path)}; correct the path, or create "
+                              "it with tuner launch STUDY_FILE --storage URL")
         if not os.path.isdir(directory):
-            raise ConfigError(f"{field}: no such directory {directory!r}; create it (mkdir -p {directory}) "
+            raise ConfigError(f"{field}: no such directory {quoted_path(directory)}; create it (mkdir -p {directory}) "
                               "or give another path")
     elif not os.access(path, os.R_OK):
-        raise ConfigError(f"{field}: cannot read {path!r} (permissions); give a file you can read")
+        raise ConfigError(f"{field}: cannot read {quoted_path(path)} (permissions); give a file you can read")
     if write and not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"{field}: cannot write in directory {directory!r}, where SQLite keeps its journal "
-                          "beside the database; give a directory you can write")
+        raise ConfigError(f"{field}: cannot write in directory {quoted_path(directory)}, where SQLite keeps its "
+                          "journal beside the database; give a directory you can write")
     if write and os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ConfigError(f"{field}: cannot write {path!r} (permissions); give a file you can write")
+        raise ConfigError(f"{field}: cannot write {quoted_path(path)} (permissions); give a file you can write")
 
 
 def check_database(engine: Engine, url: str, *, need_tables: bool = True) -> None:
     """ConfigError naming the storage and what to do unless ``engine`` connects (see
     ``problems.problem``), any tuner tables are at a revision this tuner knows, and, with
     ``need_tables``, tuner's tables are there."""
-    field = f"storage={shown(url)!r}"
+    field = f"storage={quoted(url)}"
     with translated(url), engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
         unknown = unknown_revisions(connection) if VERSION_TABLE in tables else []
@@ -189,7 +189,7 @@ def snapshot_note(url: str) -> str | None:
     """What a reader tells its user when ``url`` is read as a snapshot (``read_as_snapshot``); else None."""
     if not is_sqlite(url) or not read_as_snapshot(make_url(url).database):
         return None
-    return (f"storage {shown(url)!r} is in a directory you cannot write: it is read as it is now; "
+    return (f"storage {quoted(url)} is in a directory you cannot write: it is read as it is now; "
             "to follow running workers live, give it a writable directory")
 
 

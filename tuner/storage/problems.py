@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError
 
+from tuner import errors
 from tuner.errors import ConfigError
-from tuner.urls import DRIVERS, shown
+from tuner.urls import DRIVERS, quoted, quoted_path, shown
 
 MYSQL_UNREACHABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
 """MySQL/MariaDB error codes of a server that does not answer, is starting or stopping, or is full."""
@@ -49,19 +50,25 @@ def translated(url: str) -> Iterator[None]:
 def problem(exc: Exception, url: str) -> ConfigError:
     """The one-line ConfigError that explains ``exc``, raised while using the database of ``url``:
     an ``Unreachable`` server, a missing database (and how to create it), a refused login, a
-    file that is not a SQLite database, a driver not installed; else what the database or the
-    driver said."""
-    field = f"storage={shown(url)!r}"
+    file that is not a SQLite database, a driver not installed, a character set (``charset=``)
+    the driver does not know (PyMySQL fails on it with an AttributeError); else what the database
+    or the driver said."""
+    field = f"storage={quoted(url)}"
     parsed = make_url(url)
     if isinstance(exc, (NoSuchModuleError, ImportError)):
         return _driver_missing(field, parsed, exc)
+    charset = parsed.query.get("charset")
+    if charset is not None and isinstance(exc, (AttributeError, LookupError)):
+        return ConfigError(f"{field}: the driver does not know the character set charset="
+                           f"{errors.shown(str(charset))}; leave charset out (tuner's driver uses utf8mb4) or give "
+                           "one it knows, e.g. utf8mb4")
     if not isinstance(exc, DBAPIError):
         return ConfigError(f"{field}: {type(exc).__name__}: {_first_line(exc)}; check the URL")
     if parsed.get_backend_name() == "sqlite":
         if getattr(exc.orig, "sqlite_errorname", None) == "SQLITE_NOTADB":
-            return ConfigError(f"{field}: {parsed.database!r} is not a SQLite database; give a database file, "
-                               "e.g. sqlite:///tuner.db (a study file goes to tuner launch FILE)")
-        return ConfigError(f"{field}: SQLite cannot use {parsed.database!r}: {_first_line(exc.orig)}")
+            return ConfigError(f"{field}: {quoted_path(parsed.database)} is not a SQLite database; give a database "
+                               "file, e.g. sqlite:///tuner.db (a study file goes to tuner launch FILE)")
+        return ConfigError(f"{field}: SQLite cannot use {quoted_path(parsed.database)}: {_first_line(exc.orig)}")
     kind, said = _server_answer(exc)
     where = f"{parsed.host or 'localhost'}{f':{parsed.port}' if parsed.port else ''}"
     if kind == UNREACHABLE:
@@ -112,8 +119,8 @@ def _driver_missing(field: str, parsed: URL, exc: NoSuchModuleError | ImportErro
     install = f"pip install -e '.[{extra}]' in tuner's checkout" if extra else "it comes with Python"
     if parsed.drivername == scheme:
         return ConfigError(f"{field}: its driver {missing}; {install}")
-    return ConfigError(f"{field}: its driver {missing}; use {parsed.set(drivername=scheme).render_as_string()} "
-                       f"({install})")
+    instead = shown(parsed.set(drivername=scheme).render_as_string(hide_password=False))
+    return ConfigError(f"{field}: its driver {missing}; use {instead} ({install})")
 
 
 def _first_line(error: BaseException) -> str:

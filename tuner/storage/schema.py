@@ -9,6 +9,9 @@ tuner_runs          one row per finished training run: a trial (kind 'trial', ke
 tuner_curves        one row per run and series (train_loss, val_loss, val_accuracy, loss):
                     JSON arrays of step, seconds and value, at most about 500 points
 tuner_best_configs  view: the best configuration per experiment, optimizer and sampler
+
+Names (tuner_experiments.name, tuner_studies.study_name) compare exactly on every database: on
+MariaDB/MySQL they have a binary NO PAD collation, as Optuna's study names there (migration 0004).
 """
 
 from sqlalchemy import (
