@@ -15,7 +15,7 @@ from dashboard import charts
 from tuner import analysis
 from tuner.api import StoredExperiment
 from tuner.errors import ConfigError
-from tuner.spec import Experiment
+from tuner.spec import Experiment, stored_experiment
 from tuner.storage import queries
 from tuner.storage.engine import check_database, reader_engine, resolve_url
 from tuner.tasks import make_task
@@ -70,7 +70,7 @@ def studies(url: str, name: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def spec(url: str, name: str) -> Experiment:
-    return Experiment(**queries.experiment(engine(url), name)[1])
+    return stored_experiment(queries.experiment(engine(url), name)[1], name)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)

@@ -70,3 +70,5 @@ def test_the_example_password_is_refused_by_every_worker_and_launcher() -> None:
     assert example["POSTGRES_PASSWORD"] == EXAMPLE_PASSWORD
     with pytest.raises(ConfigError, match=r"its password is the example's placeholder 'change-me'; set a password"):
         check_url(f"postgresql+psycopg://tuner:{EXAMPLE_PASSWORD}@db:5432/tuner")
+    with pytest.raises(ConfigError, match=r"its password is the example's placeholder"):
+        check_url(f"postgresql+psycopg://tuner@db:5432/tuner?password={EXAMPLE_PASSWORD}")

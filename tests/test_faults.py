@@ -164,7 +164,8 @@ def test_sigterm_abandons_the_trial_cleanly_and_the_worker_exits(server_url, tmp
     worker, abandoned = worker_in_a_trial(server_url, name, tmp_path)
     worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0 and "Traceback" not in err, err
+    assert worker.returncode == 143 and "Traceback" not in err, err
+    assert out.startswith("worker stopped by SIGTERM after 0 trial(s)"), out
     engine = reader_engine(server_url)
     with engine.connect() as conn:
         state = conn.execute(text("SELECT state FROM trials WHERE trial_id = :id"), {"id": abandoned}).scalar()

@@ -29,8 +29,9 @@ def start(study: Path, cwd: Path, *args: str, **kwargs) -> subprocess.Popen:
 
 
 def children(pid: int) -> list[int]:
+    """The worker processes of launcher ``pid`` (not multiprocessing's resource tracker)."""
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in found]
+    return [int(p) for p in found if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def alive(pid: int) -> bool:
@@ -106,8 +107,7 @@ def test_workers_stopped_behind_the_launchers_back_do_not_count_as_done(tmp_path
     process = start(study, tmp_path, "--workers", "2")
     wait_for_runs(url, "short", 2, process)
     for pid in children(process.pid):
-        if Path(f"/proc/{pid}/cmdline").read_bytes().find(b"multiprocessing") >= 0:
-            os.kill(pid, signal.SIGTERM)  # a worker stopped alone exits 0, as when it is done
+        os.kill(pid, signal.SIGTERM)  # a worker stopped alone exits 0, as when it is done
     out, err = process.communicate(timeout=90)
     assert process.returncode == 1, out + err
     assert "nothing is re-evaluated yet: run the same command again to resume" in out
@@ -139,6 +139,70 @@ def test_a_database_file_deleted_under_the_launch_stops_it(tmp_path: Path) -> No
         path.unlink()
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, out + err
-    assert re.search(r"tuner\.db' was (deleted|replaced) while the launch ran: results written since went into "
-                     "the old file and are lost", out) and "Traceback" not in err, out + err
+    assert re.search(r"the database file was (deleted|replaced) while tuner used it; results written since went "
+                     "into the old file; tuner stopped", out) and "Traceback" not in err, out + err
     assert not [pid for pid in workers if alive(pid)]
+
+
+def test_a_database_file_replaced_under_the_launch_keeps_what_was_moved_in(tmp_path: Path) -> None:
+    """``mv other.db tuner.db``: the old file's journal must not be replayed into the new one."""
+    other = tmp_path / "other.db"
+    assert subprocess.run([sys.executable, "-m", "tuner", "launch", str(write_study(tmp_path, name="kept")),
+                           "--workers", "0", "--storage", f"sqlite:///{other}"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True).returncode == 0
+    study = write_study(tmp_path, name="replaced", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "replaced", 2, process)
+    os.replace(other, tmp_path / "tuner.db")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "the database file was replaced while tuner used it" in out, out + err
+    assert "Traceback" not in err and (tmp_path / "tuner.db-wal.stale").exists(), out + err
+    engine = reader_engine(url)
+    try:
+        assert [row["kind"] for row in run_rows(engine, "kept")] == [] and not run_rows(engine, "replaced")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM tuner_experiments")).scalars().all() == ["kept"]
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_whose_database_file_is_deleted_stops_and_says_so(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="gone", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run([sys.executable, "-m", "tuner", "launch", str(study), "--workers", "0"], cwd=tmp_path,
+                          env=env, capture_output=True).returncode == 0
+    worker = subprocess.Popen([sys.executable, "-m", "tuner", "worker", "--experiment", "gone"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_runs(url, "gone", 2, worker)
+    for path in tmp_path.glob("tuner.db*"):
+        path.unlink()
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 2 and "the database file was deleted while tuner used it" in err, out + err
+    assert "worker done" not in out and "Traceback" not in err
+
+
+def test_sighup_stops_the_launch_as_sigterm_does(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="hungup", **SLOW)
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "hungup", 2, process)
+    workers = children(process.pid)
+    os.killpg(process.pid, signal.SIGHUP)  # the terminal closed: its whole process group
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 129 and "stopped. Finished trials are kept" in out, out + err
+    assert "Traceback" not in err and not [pid for pid in workers if alive(pid)]
+    assert "RUNNING" not in trial_states(url)
+
+
+def test_a_launch_whose_work_is_done_despite_a_killed_worker_is_done(tmp_path: Path) -> None:
+    study = write_study(tmp_path, name="survived", **{**SLOW, "trials": 6})
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, "survived", 2, process)
+    os.kill(children(process.pid)[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, out + err
+    assert "1 worker(s) exited with an error (exit codes [-9])" in out and "the budget is met and every" in out
+    assert "best configuration per optimizer" in out

@@ -174,7 +174,9 @@ def test_a_worker_waiting_for_the_server_stops_at_once(stop, url, tmp_path) -> N
     start = time.monotonic()
     out, err = process.communicate(timeout=ANSWER_S)
     assert time.monotonic() - start < 2, "the stop waited for the back-off"
-    assert process.returncode == 0 and out == "worker done: 0 trial(s) run\n", out + err
+    assert process.returncode == 128 + stop, out + err
+    assert out == (f"worker stopped by {stop.name} after 0 trial(s); its trial in flight runs again later: start a "
+                   "worker again to go on\n"), out + err
     assert "Traceback" not in err and SECRET not in first + err
 
 

@@ -95,7 +95,9 @@ FIXED_VALUES = [
      r"task\.options\.problem_seed=-1: Input should be greater than or equal to 0"),
     ({"task": {"name": "mlp", "options": {"hidden_sizes": [100_000, 100_000]}}, "budget": {"epochs": 1},
       "objective": "final_val_loss"}, r"^error: task\.options: hidden_sizes=\[100000, 100000\] on 1797 samples x 64 "
-     r"features needs 10,000,000,000 numbers in one layer; allowed: at most 20,000,000$"),
+     r"features needs 10,007,400,000 weights; allowed: at most 20,000,000$"),
+    ({"task": {"name": "mlp", "options": {"hidden_sizes": [4400] * 16}}, "budget": {"epochs": 1},
+      "objective": "final_val_loss"}, r"features needs 290,725,600 weights; allowed: at most 20,000,000$"),
     ({"task": {"name": "softmax", "options": {"dataset": "synthetic", "n_samples": 10_000_000, "n_features": 100_000}},
       "budget": {"epochs": 1}, "objective": "final_val_loss"}, r"too large a data set; allowed: at most 20,000,000 values"),
     ({"task": {"name": "mlp", "options": {"hidden_sizes": [True]}}, "budget": {"epochs": 1}, "objective": "final_val_loss"},

@@ -158,3 +158,18 @@ def test_a_worker_stopped_by_max_trials_leaves_re_evaluation_to_others(tmp_path)
     assert run_worker(store, "capped") == 0
     assert len(queries.reevaluated(store.engine, experiment_id)) == 2
     store.close()
+
+
+def test_a_worker_completes_an_experiment_whose_creation_was_interrupted(tmp_path, monkeypatch) -> None:
+    """Ctrl-C during ``tuner launch --workers 0`` can leave some studies uncreated; a worker makes them."""
+    quiet_optuna()
+    store = Store.open(f"sqlite:///{tmp_path}/half.db")
+    spec = parse_experiment({**TINY, "name": "half", "trials": 1, "reevaluate": 0})
+    made = store.ensure_studies
+    monkeypatch.setattr(store, "ensure_studies", lambda eid, name, studies, *a: made(eid, name, studies[:2], *a))
+    experiment_id, _ = create_experiment(store, spec)
+    assert len(queries.studies(store.engine, experiment_id)) == 2
+    monkeypatch.undo()
+    assert run_worker(store, "half") == 4
+    assert len(queries.studies(store.engine, experiment_id)) == 4
+    store.close()

@@ -2,6 +2,7 @@
 
 import os
 import shlex
+import signal
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -74,7 +75,7 @@ def launch(
 ) -> None:
     """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
     from tuner import urls
-    from tuner.launch import DONE, EXIT_CODES, INTERRUPTED
+    from tuner.launch import DONE, EXIT_CODES, STOPS
     from tuner.launch import launch as run_launch
     from tuner.spec import load_experiment
     from tuner.storage.engine import resolve_url
@@ -94,7 +95,7 @@ def launch(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:  # while the winners are printed: everything is stored already
-        outcome = INTERRUPTED
+        outcome = STOPS[signal.SIGINT]
     raise typer.Exit(EXIT_CODES[outcome])
 
 
@@ -127,14 +128,14 @@ def _print_best(url: str, name: str | None, *, per_optimizer: bool, optimizer: s
                 sampler: str | None = None, fmt: str = "table") -> None:
     """The best configurations of experiment ``name`` (None: the storage's only one) as ``fmt``."""
     from tuner import report
-    from tuner.spec import Experiment
+    from tuner.spec import stored_experiment
     from tuner.storage import queries
 
     engine = _reader(url)
     try:
         name = _only_experiment(engine) if name is None else name
         rows = queries.best_configs(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
-        spec = Experiment(**queries.experiment(engine, name)[1])
+        spec = stored_experiment(queries.experiment(engine, name)[1], name)
     finally:
         engine.dispose()
     if fmt == "json":
@@ -156,17 +157,23 @@ def worker(
     storage: StorageOption = None,
     max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
 ) -> None:
-    """Join an experiment from any machine: run trials until its budget is met (SIGTERM stops cleanly)."""
+    """Join an experiment from any machine: run trials until its budget is met, then re-evaluate the
+    winners (SIGTERM, SIGINT and SIGHUP stop cleanly, exit 128 + the signal's number)."""
     from tuner.storage.engine import resolve_url
     from tuner.worker import worker_id, worker_process
 
     if max_trials is not None and max_trials < 1:
         raise fail(f"--max-trials={max_trials} is not allowed; allowed: 1 or more")
     try:
-        ran = worker_process(resolve_url(storage), experiment, worker_id(), max_trials)
+        end = worker_process(resolve_url(storage), experiment, worker_id(), max_trials)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    console.print(f"worker done: {ran} trial(s) run")
+    if end.stopped_by is None:
+        console.print(f"worker done: {end.trials} trial(s) run")
+        return
+    typer.echo(f"worker stopped by {signal.Signals(end.stopped_by).name} after {end.trials} trial(s); its trial "
+               "in flight runs again later: start a worker again to go on")
+    raise typer.Exit(128 + end.stopped_by)
 
 
 @app.command()
@@ -196,7 +203,7 @@ def status(
 ) -> None:
     """Progress of every study: finished, pruned, diverged, failed, running."""
     from tuner import report
-    from tuner.spec import Experiment
+    from tuner.spec import stored_experiment
     from tuner.storage import queries
     from tuner.storage.engine import resolve_url
 
@@ -204,7 +211,7 @@ def status(
         engine = _reader(resolve_url(storage))
         experiment = _only_experiment(engine) if experiment is None else experiment
         experiment_id, spec_dict = queries.experiment(engine, experiment)
-        spec = Experiment(**spec_dict)
+        spec = stored_experiment(spec_dict, experiment)
         rows = queries.studies(engine, experiment_id)
         runs = queries.run_states(engine, experiment_id)
         optuna_counts = queries.optuna_states(engine, [r.study_name for r in rows])

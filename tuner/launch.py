@@ -22,76 +22,91 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from tuner import reevaluation
 from tuner.spec import Experiment
 from tuner.storage import queries
-from tuner.storage.engine import is_sqlite, reader_engine
+from tuner.storage.engine import FileWatch, reader_engine
 from tuner.storage.records import StudyRow
 from tuner.storage.store import Store
 from tuner.urls import shown
-from tuner.worker import create_experiment, quiet_optuna, worker_process
+from tuner.worker import create_experiment, launched_worker, quiet_optuna
 
 POLL_S = 0.5
 
-DONE, INTERRUPTED, TERMINATED, FAILED, INCOMPLETE, LOST = (
-    "done", "interrupted", "terminated", "failed", "incomplete", "lost")
-EXIT_CODES = {DONE: 0, INTERRUPTED: 130, TERMINATED: 143, FAILED: 1, INCOMPLETE: 1, LOST: 1}
+DONE, FAILED, INCOMPLETE, LOST = "done", "failed", "incomplete", "lost"
+STOPS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+"""The signals that stop a launch cleanly: Ctrl-C, ``kill``/``timeout``/a supervisor, a closed terminal."""
+EXIT_CODES = {DONE: 0, FAILED: 1, INCOMPLETE: 1, LOST: 1} | {stop: 128 + sig for sig, stop in STOPS.items()}
 """The launcher's exit status per outcome: 128 + the signal's number for a stop, as shells report it."""
 STOP_WAIT_S = 60
 """How long stopped workers have to abandon their trials before they are killed."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM reached the launcher: it stops exactly as for Ctrl-C."""
+class Stopped(KeyboardInterrupt):
+    """A stop signal (``STOPS``) reached the launcher: it stops exactly as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated
+def _stop_signal(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
 def launch(spec: Experiment, url: str, workers: int, console: Console) -> str:
-    """Run the experiment to completion; the outcome (see EXIT_CODES): DONE, INTERRUPTED (Ctrl-C),
-    TERMINATED (SIGTERM), FAILED (a worker crashed), INCOMPLETE (workers ended before the budget
-    was met) or LOST (the SQLite file was deleted or replaced). Names reach ``console`` as Text,
-    never as Rich markup."""
+    """Run the experiment to completion; the outcome (see EXIT_CODES): DONE, a stop (``STOPS``),
+    FAILED (a worker crashed before the work was done), INCOMPLETE (workers ended before the
+    budget was met or the re-evaluations stored) or LOST (the SQLite file was deleted or replaced:
+    its old journal is then set aside). Names reach ``console`` as Text, never as Rich markup."""
     quiet_optuna()
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.signal(sig, _stop_signal) for sig in STOPS if sig != signal.SIGINT}
+    watch: FileWatch | None = None
     try:
         store = Store.open(url)
         try:
-            return _launch(store, spec, url, workers, console)
+            watch = FileWatch(url)
+            outcome = _launch(store, spec, url, workers, console, watch)
         finally:
             store.close()
+        if outcome == LOST and (moved := watch.set_aside_journal()):
+            console.print(f"the old file's journal, which opening the new file would replay into it, is now "
+                          f"{', '.join(moved)}")
+        return outcome
     except KeyboardInterrupt as stop:
         console.print("stopped. Finished trials are kept; run the same command again to resume.")
-        return TERMINATED if isinstance(stop, Terminated) else INTERRUPTED
+        return STOPS[stop.signum if isinstance(stop, Stopped) else signal.SIGINT]
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _launch(store: Store, spec: Experiment, url: str, workers: int, console: Console) -> str:
+def _launch(store: Store, spec: Experiment, url: str, workers: int, console: Console, watch: FileWatch) -> str:
     experiment_id, rows = create_experiment(store, spec)
     console.print(Text.assemble("experiment ", (spec.name, "bold"), f": {len(rows)} studies x {spec.trials} "
                                 f"trials on {spec.task.name}, storage {shown(url)}"))
     if workers == 0:
         return DONE
-    watch = DatabaseWatch(url)
     outcome = _run_workers(url, spec, experiment_id, rows, workers, console, watch)
-    if outcome != DONE:
+    if outcome == LOST:
         return outcome
     done, total = trials_done(store.engine, rows)
+    left = len(reevaluation.pending(store.engine, spec, experiment_id))
+    if done == total and not left:
+        if outcome == FAILED:
+            console.print("the budget is met and every re-evaluation stored all the same", style="red")
+        return DONE
+    if outcome == FAILED:
+        return FAILED
     if done < total:
         console.print(f"the workers ended at {done} of {total} trials (stopped before the budget was met); "
                       "nothing is re-evaluated yet: run the same command again to resume")
-        return INCOMPLETE
-    if left := len(reevaluation.pending(store.engine, spec, experiment_id)):
+    else:
         console.print(f"the workers ended with {left} re-evaluation runs still to do: run the same command "
                       "again to finish them")
-        return INCOMPLETE
-    return DONE
+    return INCOMPLETE
 
 
 def trials_done(engine: Any, rows: list[StudyRow]) -> tuple[int, int]:
@@ -99,31 +114,6 @@ def trials_done(engine: Any, rows: list[StudyRow]) -> tuple[int, int]:
     budgets' sum: the count workers take their next trial by (``queries.workload``)."""
     finished = queries.workload(engine, {row.id: None for row in rows})
     return sum(min(finished[row.id][0], row.n_trials) for row in rows), sum(row.n_trials for row in rows)
-
-
-class DatabaseWatch:
-    """Notices a SQLite file deleted or replaced while the launch runs (``rm tuner.db*``): its
-    workers would go on writing into the unlinked file, and every result would be lost."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.path = make_url(url).database if is_sqlite(url) else None
-        self.identity = self._identity()
-
-    def _identity(self) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.path) if self.path else None
-        except FileNotFoundError:
-            return None
-        return (info.st_dev, info.st_ino) if info else None
-
-    def problem(self) -> str | None:
-        """What happened to the file, if it is not the one the launch started with; else None."""
-        if self.path is None or self._identity() == self.identity:
-            return None
-        happened = "replaced" if os.path.exists(self.path) else "deleted"
-        return (f"the database file {self.path!r} was {happened} while the launch ran: results written since "
-                f"went into the old file and are lost; tuner stopped (storage {shown(self.url)})")
 
 
 @contextmanager
@@ -138,10 +128,10 @@ def sigint_ignored() -> Iterator[None]:
 
 
 def _run_workers(url: str, spec: Experiment, experiment_id: int, rows: list[StudyRow], workers: int,
-                 console: Console, watch: DatabaseWatch) -> str:
+                 console: Console, watch: FileWatch) -> str:
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=worker_process, args=(url, spec.name, i),
-                                 kwargs={"parent": os.getpid()}, daemon=False) for i in range(workers)]
+    processes = [context.Process(target=launched_worker, args=(url, spec.name, i, os.getpid()), daemon=False)
+                 for i in range(workers)]
     reader = None
     try:
         with sigint_ignored():
@@ -171,7 +161,7 @@ def _run_workers(url: str, spec: Experiment, experiment_id: int, rows: list[Stud
     return DONE
 
 
-def _refresh(progress: "_Progress", watch: DatabaseWatch) -> None:
+def _refresh(progress: "_Progress", watch: FileWatch) -> None:
     """Show the progress; a database error is the watch's to report when the file went away."""
     try:
         progress.refresh()
@@ -211,7 +201,7 @@ class _Progress:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
         self.trials = self.bar.add_task("trials", total=sum(r.n_trials for r in self.rows))
-        self.reevaluations = self.bar.add_task("re-evaluation", total=None, visible=spec.reevaluate > 0)
+        self.reevaluations = self.bar.add_task("re-evaluation", total=None, visible=False)  # once trials are done
         self.live = Live(Group(self.bar, Table()), console=console, refresh_per_second=4)
 
     def __enter__(self) -> "_Progress":
@@ -229,7 +219,7 @@ class _Progress:
         if done == total and self.spec.reevaluate:
             stored = len(queries.reevaluated(self.engine, self.experiment_id))
             left = len(reevaluation.pending(self.engine, self.spec, self.experiment_id))
-            self.bar.update(self.reevaluations, completed=stored, total=stored + left)
+            self.bar.update(self.reevaluations, completed=stored, total=stored + left, visible=True)
         best = {row["optimizer"]: row["trial_objective"]
                 for row in queries.best_configs(self.engine, self.spec.name, per_optimizer=True)}
         table = Table(title=f"best {self.spec.objective.name} so far", title_justify="left")

@@ -203,6 +203,18 @@ def parse_experiment(data: Any, source: str = "study file") -> Experiment:
         raise from_validation_error(exc) from None
 
 
+def stored_experiment(data: dict[str, Any], name: str) -> Experiment:
+    """The study file experiment ``name`` stored, as this tuner reads it (fields it stored without
+    get their defaults); ConfigError, in one line, when another version of tuner stored fields or
+    names this one does not know."""
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        problem = str(from_validation_error(exc)).splitlines()[0]
+        raise ConfigError(f"experiment {shown(name)} was stored by another version of tuner, whose study file "
+                          f"does not read here ({problem}); use that version") from None
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read (see ``tuner.safe_yaml``) and validate a study file."""
     return parse_experiment(load_yaml(path), str(path))

@@ -89,7 +89,7 @@ def check_url(url: str) -> str:
                           f"allowed: {', '.join(DIALECTS)}")
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(f"{field}: an in-memory SQLite database cannot be shared by workers; give a file")
-    if parsed.password == EXAMPLE_PASSWORD:
+    if EXAMPLE_PASSWORD in (parsed.password, *(v for k, v in parsed.query.items() if "pass" in k.lower())):
         raise ConfigError(f"{field}: its password is the example's placeholder {EXAMPLE_PASSWORD!r}; set a password "
                           "of your own (for docker compose: POSTGRES_PASSWORD in .env)")
     if parsed.get_backend_name() == "sqlite" and parsed.query:

@@ -12,15 +12,16 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
@@ -28,8 +29,9 @@ from tuner import reevaluation
 from tuner.errors import ConfigError
 from tuner.objective import Abandoned, make_objective
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
-from tuner.spec import Experiment, SamplerSpec
+from tuner.spec import Experiment, SamplerSpec, stored_experiment
 from tuner.storage import queries
+from tuner.storage.engine import FileLost, FileWatch
 from tuner.storage.problems import Unreachable, problem
 from tuner.storage.records import StudyRow
 from tuner.storage.store import Store
@@ -46,25 +48,34 @@ _log = logging.getLogger("tuner.worker")
 
 
 class StopFlag:
-    """Set by SIGINT or SIGTERM, or true once the process ``parent`` is gone (a killed launcher:
-    the worker is not left running on its own); checked between evaluations, never inside a
-    write. A signal the process was started ignoring (SIGINT, by ``tuner launch``) stays ignored."""
+    """Set by SIGINT, SIGTERM or SIGHUP (``signum`` records which), or true once the process
+    ``parent`` is gone (a killed launcher: the worker is not left running on its own); checked
+    between evaluations, never inside a write. A signal the process was started ignoring (SIGINT,
+    by ``tuner launch``) stays ignored."""
 
     def __init__(self, parent: int | None = None) -> None:
-        self.requested = False
+        self.signum: int | None = None
         self.parent = parent
 
     def install(self) -> "StopFlag":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 signal.signal(sig, self._set)
         return self
 
     def _set(self, signum: int, frame: Any) -> None:
-        self.requested = True
+        self.signum = signum
 
     def __call__(self) -> bool:
-        return self.requested or (self.parent is not None and os.getppid() != self.parent)
+        return self.signum is not None or (self.parent is not None and os.getppid() != self.parent)
+
+
+@dataclass(frozen=True)
+class WorkerEnd:
+    """How a worker process ended: the trials it ran, and the signal that stopped it, if one did."""
+
+    trials: int
+    stopped_by: int | None = None
 
 
 def sampler_seed(spec: Experiment, row: StudyRow, sampler: SamplerSpec, worker: int) -> int:
@@ -118,15 +129,16 @@ def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRo
     per optimizer, sampler and repeat, each minimising the spec's objective.
 
     An experiment of that name is found again only if it is stored in format SPEC_VERSION and its
-    study file is ``spec``'s as this tuner reads both (``_as_read_now``: fields an earlier tuner
-    did not know have their defaults); else a ConfigError, naming the fields that changed."""
+    study file is ``spec``'s as this tuner reads both (``stored_experiment``: fields an earlier
+    tuner did not know have their defaults); else a ConfigError, naming the fields that changed.
+    Studies missing from an experiment whose creation was interrupted are created."""
     stored = stored_study_file(spec)
     found = store.ensure_experiment(spec.name, spec.task.name, stored, SPEC_VERSION)
     if found.spec_version != SPEC_VERSION:
         raise ConfigError(f"experiment {spec.name!r} was stored by a tuner whose study files have format "
                           f"{found.spec_version}; this tuner's have format {SPEC_VERSION}: resume it with that "
                           "tuner, or give it a new name to start another experiment")
-    before = _as_read_now(found.spec)
+    before = stored_study_file(stored_experiment(found.spec, spec.name))  # fields added since: their defaults
     if before != stored:
         changed = sorted(k for k in stored.keys() | before.keys() if stored.get(k) != before.get(k))
         raise ConfigError(f"experiment {spec.name!r} already exists with a different study file (changed: "
@@ -134,15 +146,6 @@ def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRo
     studies = [(o.name, s.name, repeat)
                for o in spec.optimizers for s in spec.samplers for repeat in range(spec.repeats)]
     return found.id, store.ensure_studies(found.id, spec.name, studies, spec.trials, spec.objective.name)
-
-
-def _as_read_now(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored study file as this tuner would store it: fields an earlier tuner did not know get
-    their defaults. One that this tuner cannot read (a name it no longer has) stays as it is."""
-    try:
-        return stored_study_file(Experiment.model_validate(stored))
-    except ValidationError:
-        return stored
 
 
 def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trials: int | None = None,
@@ -154,10 +157,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     seconds, then its DBAPIError is raised; the trial in flight, if any, is failed by the
     heartbeat and run again. A stop during the wait ends the run at once.
     """
-    experiment_id, spec_dict = queries.experiment(store.engine, experiment_name)
-    spec = Experiment(**spec_dict)
-    rows = queries.studies(store.engine, experiment_id)
-    _recreate_deleted(store, spec, rows)
+    spec = stored_experiment(queries.experiment(store.engine, experiment_name)[1], experiment_name)
+    experiment_id, rows = create_experiment(store, spec)  # its format checked, missing studies made
     study_ids = _optuna_studies(store, rows)
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable]] = {}
@@ -304,26 +305,44 @@ def quiet_optuna() -> None:
 
 
 def worker_process(url: str, experiment_name: str, worker: int, max_trials: int | None = None,
-                   parent: int | None = None) -> int:
+                   parent: int | None = None) -> WorkerEnd:
     """Entry point of a worker process: one BLAS thread, signals (and, given ``parent``, that
     process's end) as a stop flag, then work.
 
     The worker joins an existing experiment and creates nothing. A database server that does not
     answer is waited for as a lost connection is (``open_store``); any other problem with the
-    database, or one that outlasts the wait, is a ConfigError naming the storage."""
+    database, or one that outlasts the wait, is a ConfigError naming the storage, and so is a
+    SQLite file deleted or replaced while the worker runs (``FileWatch``: it stops at once)."""
     stop = StopFlag(parent).install()
     quiet_optuna()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     threadpool_limits(limits=1)
     store = open_store(url, stop)
     if store is None:  # stopped while waiting for the server
-        return 0
+        return WorkerEnd(0, stop.signum)
+    watch = FileWatch(url)
     try:
-        return run_worker(store, experiment_name, worker=worker, max_trials=max_trials, should_stop=stop)
+        ran = run_worker(store, experiment_name, worker=worker, max_trials=max_trials,
+                         should_stop=lambda: stop() or watch.problem() is not None)
     except DBAPIError as exc:
         raise problem(exc, url) from exc
     finally:
         store.close()
+    if lost := watch.problem():
+        raise FileLost(lost)
+    return WorkerEnd(ran, stop.signum)
+
+
+def launched_worker(url: str, experiment_name: str, worker: int, parent: int) -> None:
+    """A worker process of ``tuner launch``: a ConfigError is one line on stderr and exit 2, as for
+    ``tuner worker``; a lost SQLite file is left for the launcher, which watches it too, to report."""
+    try:
+        worker_process(url, experiment_name, worker, parent=parent)
+    except FileLost:
+        sys.exit(2)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def open_store(url: str, should_stop: Callable[[], bool]) -> Store | None:

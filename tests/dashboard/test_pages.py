@@ -1,6 +1,7 @@
 """Every page of the dashboard, run with Streamlit's AppTest against real launched experiments."""
 
 import base64
+import itertools
 import json
 import logging.handlers
 import subprocess
@@ -220,13 +221,13 @@ def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:
     launch = subprocess.Popen([sys.executable, "-m", "tuner", "launch", str(study), "--workers", "2", "--storage", url],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = set()
+    others = itertools.cycle([page for page in PAGES if page != "experiments"])
     try:
-        while launch.poll() is None:
-            for page in PAGES:
-                app = open_page(monkeypatch, url, page, "live")
-                if page == "experiments":
-                    seen.add(int(app.dataframe[0].value.set_index("name").loc["live", "done"]))
-            time.sleep(0.2)
+        while launch.poll() is None:  # the progress page each round, and another page in turn
+            app = open_page(monkeypatch, url, "experiments", "live")
+            seen.add(int(app.dataframe[0].value.set_index("name").loc["live", "done"]))
+            open_page(monkeypatch, url, next(others), "live")
+            time.sleep(0.1)
     finally:
         out, err = launch.communicate(timeout=300)
     assert launch.returncode == 0, out + err

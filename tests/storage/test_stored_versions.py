@@ -58,8 +58,19 @@ def test_a_field_an_earlier_tuner_did_not_know_set_to_another_value_is_refused(s
 def test_a_stored_study_file_this_tuner_cannot_read_is_refused_naming_the_field(store) -> None:
     stored = {**stored_study_file(parse_experiment(TODAY)), "pruner": "retired"}
     stored_earlier(store, stored)
-    with pytest.raises(ConfigError, match=r"\(changed: pruner\)"):
+    with pytest.raises(ConfigError, match=r"^experiment 'tiny' was stored by another version of tuner, whose study "
+                                          r"file does not read here \(pruner='retired': Input should be"):
         create_experiment(store, parse_experiment(TODAY))
+
+
+def test_a_stored_study_file_with_a_field_this_tuner_does_not_know_is_one_line_for_every_reader(store) -> None:
+    from tuner.worker import run_worker
+
+    stored_earlier(store, {**stored_study_file(parse_experiment(TODAY)), "future_field": 1})
+    for attempt in (lambda: create_experiment(store, parse_experiment(TODAY)), lambda: run_worker(store, "tiny")):
+        with pytest.raises(ConfigError, match=r"^experiment 'tiny' was stored by another version of tuner, whose "
+                                              r"study file does not read here \(future_field: unknown field\); use"):
+            attempt()
 
 
 def test_an_experiment_stored_in_another_format_is_refused(store) -> None:

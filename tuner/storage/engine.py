@@ -215,3 +215,45 @@ def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
     cursor.close()
     dbapi_connection.commit()
+
+
+class FileLost(ConfigError):
+    """The SQLite file in use was deleted or replaced (``FileWatch``)."""
+
+
+class FileWatch:
+    """Notices a SQLite file deleted or replaced while processes use it (``rm tuner.db*``, ``mv
+    other.db tuner.db``): their open connections go on writing into the old file, whose results
+    are lost, and its journal (``-wal``, ``-shm``), left beside the new file, would be replayed
+    into that file when it is next opened. Servers have no file: never a problem there."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = make_url(url).database if is_sqlite(url) else None
+        self.identity = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path) if self.path else None
+        except FileNotFoundError:
+            return None
+        return (info.st_dev, info.st_ino) if info else None
+
+    def problem(self) -> str | None:
+        """What happened to the file, if it is not the one there at the start; else None."""
+        if self.path is None or self._identity() == self.identity:
+            return None
+        happened = "replaced" if os.path.exists(self.path) else "deleted"
+        return (f"storage={quoted(self.url)}: the database file was {happened} while tuner used it; results "
+                "written since went into the old file; tuner stopped")
+
+    def set_aside_journal(self) -> list[str]:
+        """Once no process of this tuner writes any more: rename the old file's journal, so that the
+        file now at the path is opened without it. The names it was given."""
+        moved = []
+        for suffix in ("-wal", "-shm"):
+            journal = f"{self.path}{suffix}"
+            if os.path.exists(journal):
+                os.replace(journal, f"{journal}.stale")
+                moved.append(f"{journal}.stale")
+        return moved

@@ -38,18 +38,19 @@ class MLPOptions(DataOptions):
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> "MLPOptions":
-        """Each layer in [1, 100000] units, and no layer's weights or activations over the data set
-        more than MAX_VALUES numbers."""
+        """Each layer in [1, 100000] units, and neither the weights of all layers nor a layer's
+        activations over the data set more than MAX_VALUES numbers."""
         if any(h < 1 or h > 100_000 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes={list(self.hidden_sizes)}: each must be in [1, 100000]")
         samples, features, classes = self.shape
         sizes = (features, *self.hidden_sizes, classes)
-        weights = max(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
         activations = samples * max(self.hidden_sizes)
         if max(weights, activations) > MAX_VALUES:
+            what = "weights" if weights > MAX_VALUES else "activations in one layer"
             raise ValueError(
                 f"hidden_sizes={list(self.hidden_sizes)} on {samples} samples x {features} features needs "
-                f"{max(weights, activations):,} numbers in one layer; allowed: at most {MAX_VALUES:,}"
+                f"{max(weights, activations):,} {what}; allowed: at most {MAX_VALUES:,}"
             )
         return self
 
