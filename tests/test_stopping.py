@@ -60,6 +60,16 @@ def wait_for_runs(url: str, name: str, at_least: int, process: subprocess.Popen,
     raise AssertionError(f"the launch made no progress: {process.poll()}")
 
 
+def running_launch(tmp_path: Path, name: str, runs: int, **changes) -> tuple[subprocess.Popen, str, list[int]]:
+    """A two-worker launch of the SLOW study ``name`` once ``runs`` runs are stored: the launcher, its
+    database URL and its workers."""
+    study = write_study(tmp_path, name=name, **{**SLOW, **changes})
+    url = f"sqlite:///{tmp_path}/tuner.db"
+    process = start(study, tmp_path, "--workers", "2")
+    wait_for_runs(url, name, runs, process)
+    return process, url, children(process.pid)
+
+
 def trial_states(url: str) -> list[str]:
     engine = reader_engine(url)
     try:
@@ -70,11 +80,7 @@ def trial_states(url: str) -> list[str]:
 
 
 def test_sigterm_stops_the_launch_as_ctrl_c_does(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="termed", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "termed", 3, process)
-    workers = children(process.pid)
+    process, url, workers = running_launch(tmp_path, "termed", 3)
     assert len(workers) >= 2, workers
     process.terminate()  # kill PID, timeout, docker stop
     out, err = process.communicate(timeout=90)
@@ -87,11 +93,7 @@ def test_sigterm_stops_the_launch_as_ctrl_c_does(tmp_path: Path) -> None:
 
 
 def test_workers_of_a_killed_launcher_stop_by_themselves(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="orphaned", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "orphaned", 2, process)
-    workers = children(process.pid)
+    process, url, workers = running_launch(tmp_path, "orphaned", 2)
     process.kill()
     process.communicate(timeout=30)
     deadline = time.monotonic() + 60
@@ -102,11 +104,8 @@ def test_workers_of_a_killed_launcher_stop_by_themselves(tmp_path: Path) -> None
 
 
 def test_workers_stopped_behind_the_launchers_back_do_not_count_as_done(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="short", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "short", 2, process)
-    for pid in children(process.pid):
+    process, url, workers = running_launch(tmp_path, "short", 2)
+    for pid in workers:
         os.kill(pid, signal.SIGTERM)  # a worker stopped alone exits 0, as when it is done
     out, err = process.communicate(timeout=90)
     assert process.returncode == 1, out + err
@@ -130,11 +129,7 @@ def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path: Path) -> N
 
 
 def test_a_database_file_deleted_under_the_launch_stops_it(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="deleted", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "deleted", 2, process)
-    workers = children(process.pid)
+    process, url, workers = running_launch(tmp_path, "deleted", 2)
     for path in tmp_path.glob("tuner.db*"):
         path.unlink()
     out, err = process.communicate(timeout=120)
@@ -150,10 +145,7 @@ def test_a_database_file_replaced_under_the_launch_keeps_what_was_moved_in(tmp_p
     assert subprocess.run([sys.executable, "-m", "tuner", "launch", str(write_study(tmp_path, name="kept")),
                            "--workers", "0", "--storage", f"sqlite:///{other}"], cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True).returncode == 0
-    study = write_study(tmp_path, name="replaced", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "replaced", 2, process)
+    process, url, _ = running_launch(tmp_path, "replaced", 2)
     os.replace(other, tmp_path / "tuner.db")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1 and "the database file was replaced while tuner used it" in out, out + err
@@ -184,11 +176,7 @@ def test_a_worker_whose_database_file_is_deleted_stops_and_says_so(tmp_path: Pat
 
 
 def test_sighup_stops_the_launch_as_sigterm_does(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="hungup", **SLOW)
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "hungup", 2, process)
-    workers = children(process.pid)
+    process, url, workers = running_launch(tmp_path, "hungup", 2)
     os.killpg(process.pid, signal.SIGHUP)  # the terminal closed: its whole process group
     out, err = process.communicate(timeout=90)
     assert process.returncode == 129 and "stopped. Finished trials are kept" in out, out + err
@@ -197,11 +185,8 @@ def test_sighup_stops_the_launch_as_sigterm_does(tmp_path: Path) -> None:
 
 
 def test_a_launch_whose_work_is_done_despite_a_killed_worker_is_done(tmp_path: Path) -> None:
-    study = write_study(tmp_path, name="survived", **{**SLOW, "trials": 6})
-    url = f"sqlite:///{tmp_path}/tuner.db"
-    process = start(study, tmp_path, "--workers", "2")
-    wait_for_runs(url, "survived", 2, process)
-    os.kill(children(process.pid)[0], signal.SIGKILL)
+    process, url, workers = running_launch(tmp_path, "survived", 2, trials=6)
+    os.kill(workers[0], signal.SIGKILL)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, out + err
     assert "1 worker(s) exited with an error (exit codes [-9])" in out and "the budget is met and every" in out
