@@ -269,7 +269,8 @@ def main() -> None:
     parser.add_argument("--trivial-trials", type=int, default=200)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 worker processes part")
     args = parser.parse_args()
-    spec = load_experiment(args.study)
+    # the tuning budget alone: workers re-evaluate the winners once it is met, which no storage changes
+    spec = load_experiment(args.study).model_copy(update={"reevaluate": 0})
     if args.trials:
         spec = spec.model_copy(update={"trials": args.trials})
     quiet_optuna()
