@@ -90,6 +90,12 @@ def refused(args: list[str], env: dict[str, str] | None = None) -> str:
     return lines[0]
 
 
+def every_command_refuses(study: Path, url: str, expected: str) -> None:
+    """Every command (``every_command``) given ``--storage url`` answers with exactly ``expected``."""
+    for command in every_command(study):
+        assert refused([*command, "--storage", url]) == expected, command
+
+
 def files(directory: Path) -> dict[str, str]:
     """What a directory holds, by content. SQLite's shared-memory index and an empty WAL (which a
     read-only connection may leave) hold no data and are left out."""
@@ -190,10 +196,9 @@ def test_a_database_that_does_not_exist_is_named_with_how_to_create_it(variable,
     where = f"{base.host}:{base.port}" if base.port else base.host
     how = f"createdb {name}, or in psql: CREATE DATABASE {name};" if postgres else (
         f"in mariadb/mysql: CREATE DATABASE {name};")
-    for command in every_command(study):
-        line = refused([*command, "--storage", url.render_as_string(hide_password=False)])
-        assert line == (f"error: storage='{url.render_as_string()}': the server at {where} has no database "
-                        f"'{name}'; create it first ({how})")
+    every_command_refuses(study, url.render_as_string(hide_password=False),
+                          f"error: storage='{url.render_as_string()}': the server at {where} has no database "
+                          f"'{name}'; create it first ({how})")
     admin = create_engine(base)
     with admin.connect() as conn:
         listed = "SELECT datname FROM pg_database" if postgres else "SHOW DATABASES"
@@ -233,10 +238,8 @@ def test_tables_of_a_newer_tuner_are_refused_by_every_command(tmp_path, study) -
         conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
     conn.close()
     before = files(tmp_path)
-    for command in every_command(study):
-        line = refused([*command, "--storage", url])
-        assert line == (f"error: storage='{url}': tuner's tables there are at revision '9999', which this tuner "
-                        "does not know (a newer tuner migrated them); upgrade tuner"), command
+    every_command_refuses(study, url, f"error: storage='{url}': tuner's tables there are at revision '9999', "
+                          "which this tuner does not know (a newer tuner migrated them); upgrade tuner")
     assert files(tmp_path) == before
 
 
@@ -248,10 +251,8 @@ def test_the_revisions_tuner_knows_are_alembic_s() -> None:
 def test_a_file_that_is_not_a_database_is_named(tmp_path, study) -> None:
     url = f"sqlite:///{study}"
     before = files(tmp_path)
-    for command in every_command(study):
-        line = refused([*command, "--storage", url])
-        assert line == (f"error: storage='{url}': '{study}' is not a SQLite database; give a database file, "
-                        "e.g. sqlite:///tuner.db (a study file goes to tuner launch FILE)"), command
+    every_command_refuses(study, url, f"error: storage='{url}': '{study}' is not a SQLite database; give a "
+                          "database file, e.g. sqlite:///tuner.db (a study file goes to tuner launch FILE)")
     assert files(tmp_path) == before
 
 
@@ -283,10 +284,8 @@ def test_a_driver_that_is_not_installed_is_named_with_the_one_to_use(url, module
     if importlib.util.find_spec(module):
         pytest.skip(f"{module} is installed here")
     extra = "mysql" if module == "MySQLdb" else "postgres"
-    for command in every_command(study):
-        assert refused([*command, "--storage", url]) == (
-            f"error: storage='{url.replace(SECRET, '***')}': its driver module '{module}' is not installed; "
-            f"use {instead} (pip install -e '.[{extra}]' in tuner's checkout)")
+    every_command_refuses(study, url, f"error: storage='{url.replace(SECRET, '***')}': its driver module "
+                          f"'{module}' is not installed; use {instead} (pip install -e '.[{extra}]' in tuner's checkout)")
 
 
 def test_a_driver_sqlalchemy_does_not_know_is_named(study) -> None:
@@ -319,10 +318,9 @@ def test_a_url_that_does_not_parse_is_named_by_every_command(url, shown, problem
 
 def test_a_character_set_the_driver_does_not_know_is_named(study) -> None:
     url = make_url(server("TUNER_TEST_MYSQL_URL")).update_query_dict({"charset": "nonexistent"})
-    for command in every_command(study):
-        assert refused([*command, "--storage", url.render_as_string(hide_password=False)]) == (
-            f"error: storage='{url.render_as_string()}': the driver does not know the character set "
-            "charset='nonexistent'; leave charset out (tuner's driver uses utf8mb4) or give one it knows, e.g. utf8mb4")
+    every_command_refuses(study, url.render_as_string(hide_password=False), (
+        f"error: storage='{url.render_as_string()}': the driver does not know the character set "
+        "charset='nonexistent'; leave charset out (tuner's driver uses utf8mb4) or give one it knows, e.g. utf8mb4"))
 
 
 def test_a_long_storage_is_shortened(tmp_path, study) -> None:

@@ -48,8 +48,8 @@ def shown_key(key: Any) -> str:
 
 
 def escaped(text: str) -> str:
-    """``text`` with every character Python does not call printable (NUL, ANSI escapes, newlines,
-    bidi overrides, non-ASCII spaces) written as ``\\uXXXX``: safe to print on one terminal line."""
+    r"""``text`` with every character Python does not call printable (NUL, ANSI escapes, newlines,
+    bidi overrides, non-ASCII spaces) written as ``\uXXXX``: safe to print on one terminal line."""
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
                    for c in text)
 
