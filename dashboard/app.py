@@ -18,6 +18,8 @@ PAGES = [
     st.Page("views/samplers.py", title="Samplers", icon=":material/casino:"),
     st.Page("views/sensitivity.py", title="Sensitivity", icon=":material/tune:"),
     st.Page("views/best.py", title="Best configurations", icon=":material/emoji_events:"),
+    st.Page("views/suites.py", title="Suites", icon=":material/stacked_line_chart:"),
+    st.Page("views/rankings.py", title="How sure are we", icon=":material/leaderboard:"),
 ]
 page = st.navigation(PAGES)
 

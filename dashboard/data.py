@@ -12,13 +12,17 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import charts
-from tuner import analysis
+from tuner import analysis, suite_scores
 from tuner.api import StoredExperiment
 from tuner.errors import ConfigError
+from tuner.objective import Budget
+from tuner.rankings import Ranking
 from tuner.spec import Experiment, stored_experiment
 from tuner.storage import queries
 from tuner.storage.engine import check_database, reader_engine, resolve_url
-from tuner.tasks import make_task
+from tuner.tasks import Task, make_task
+from tuner.theory import theory_gap as theory_gap_rows
+from tuner.tunability import Tunability
 
 REFRESH_S = 5
 
@@ -80,12 +84,6 @@ def trials(url: str, name: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def best_configs(url: str, name: str) -> list[dict[str, Any]]:
-    """Rows of the tuner_best_configs view (one per optimizer and sampler), best first, with the spread over seeds."""
-    return queries.best_configs(engine(url), name)
-
-
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def best_runs(url: str, name: str) -> pd.DataFrame:
     """Per optimizer, the runs that show its best configuration (StoredExperiment.best_runs)."""
     return _experiment(url, name).best_runs()
@@ -115,3 +113,54 @@ def theory(task: str, options: dict[str, Any]) -> dict[str, float] | None:
     if task != "quadratic":
         return None
     return make_task(task, options).theory()
+
+
+@st.cache_resource(show_spinner=False)
+def _task(name: str, options: dict[str, Any]) -> Task:
+    return make_task(name, options)
+
+
+def total_steps(spec: Experiment, batch_size: int) -> int:
+    """The step budget of a run of ``spec`` with ``batch_size`` (1 for an optimizer without one),
+    as tuner.objective counts it: what a steps_to_target miss is scored against."""
+    return Budget.of(spec).total_steps(_task(spec.task.name, spec.task.options), batch_size)
+
+
+def step_budgets(spec: Experiment, trials: pd.DataFrame) -> pd.Series:
+    """Each trial's step budget (``total_steps``), by ``trials``' index."""
+    sizes = trials["batch_size"].fillna(1) if "batch_size" in trials else pd.Series(1, index=trials.index)
+    return sizes.astype(int).map(lambda size: total_steps(spec, size))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def ranking(url: str, name: str) -> tuple[pd.DataFrame, Ranking]:
+    """The best configurations ranked with their intervals, as ``tuner best`` (StoredExperiment.ranking)."""
+    return _experiment(url, name).ranking()
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def tunability(url: str, name: str) -> Tunability:
+    """What a budget of k trials buys each optimizer and sampler (StoredExperiment.tunability)."""
+    return _experiment(url, name).tunability()
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def suite_names(url: str) -> list[str]:
+    """Every suite with an experiment in the storage (tuner.suite_scores)."""
+    return suite_scores.suite_names(engine(url))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def suite_results(url: str, suite: str, unit: str) -> suite_scores.SuiteScores:
+    """A suite's times to target, ratios and AlgoPerf scores; ConfigError while it is incomplete."""
+    return suite_scores.scores(engine(url), suite, unit)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def theory_gap(url: str, name: str) -> pd.DataFrame:
+    """On the quadratic, each optimizer's best configuration against the optimum (tuner.theory.theory_gap);
+    empty for other tasks and optimizers without a theory."""
+    stored = spec(url, name)
+    best = _experiment(url, name).best(per_optimizer=True)
+    rows = best.astype(object).where(best.notna(), None).to_dict("records")
+    return pd.DataFrame(theory_gap_rows(stored.task.name, stored.task.options, rows, stored.objective.name))

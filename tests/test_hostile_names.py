@@ -130,7 +130,7 @@ def test_hostile_names_on_a_server(server_url, monkeypatch) -> None:
     for name in NAMES:
         check_consistent(engine, name)
         best = CliRunner().invoke(app, ["best", name, "--format", "json", "--storage", server_url])
-        assert [b["experiment"] for b in json.loads(best.output)] == [name]
+        assert [b["experiment"] for b in json.loads(best.stdout)] == [name]
     engine.dispose()
     app_test = open_page(monkeypatch, server_url, "experiments", NAMES[0])
     assert app_test.sidebar.selectbox[0].options == NAMES and app_test.sidebar.selectbox[0].value == NAMES[0]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tuner.errors import ConfigError
 from tuner.objective import Budget, objective_value, run_config, summarize
 from tuner.spec import parse_experiment
 from tuner.storage.records import MAX_POINTS, RunRecord, downsample
@@ -52,6 +53,27 @@ def test_steps_to_target_counts_steps_or_penalises_a_miss() -> None:
     miss = RunRecord(kind="trial", seed=0, state="COMPLETE", params={}, wall_time=0, steps=300, samples=300,
                      final_train_loss=1e-20)
     assert objective_value(spec, miss, np.full(300, 1.0), 300) == pytest.approx(300 * (1 + 10))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_rate_is_the_error_rate_before_the_float_floor_of_the_tasks_dtype(dtype: str) -> None:
+    options = {"dim": 10, "dtype": dtype}
+    theory = make_task("quadratic", options).theory()
+    data = {**SYNTHETIC, "task": {"name": "quadratic", "options": options}, "objective": "rate"}
+    gd = {"optimizer": "sgd", "lr": theory["gd_lr"], "schedule": {"kind": "constant"}}
+    _, _, _, record = run(data, gd)
+    assert record.state == "COMPLETE" and record.objective == pytest.approx(theory["gd_rate"], rel=1e-6)
+    heavy_ball = {"optimizer": "momentum", "momentum": theory["heavy_ball_momentum"], "lr": theory["heavy_ball_lr"],
+                  "schedule": {"kind": "constant"}}
+    _, _, result, record = run(data, heavy_ball)  # at the float floor long before step 300
+    assert result.train_loss[-1] < 1e-12 * result.train_loss[0]
+    assert record.objective == pytest.approx(theory["heavy_ball_rate"], abs=0.025)  # a transient (see theory)
+
+
+def test_rate_is_refused_on_data_tasks() -> None:
+    with pytest.raises(ConfigError, match=r"objective='rate' needs the noise-free loss of a synthetic task, which "
+                                          r"task 'softmax' \(trained on data\) has not; allowed: final_val_loss, "):
+        parse_experiment({**DATA, "objective": "rate"})
 
 
 def test_diverged_run_has_no_objective_and_finite_curves() -> None:

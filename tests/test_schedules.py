@@ -52,7 +52,7 @@ TORCH = [
 ]
 
 
-@pytest.mark.parametrize(("make", "head", "params", "steps"), TORCH, ids=lambda v: str(v))
+@pytest.mark.parametrize(("make", "head", "params", "steps"), TORCH, ids=lambda v: "torch" if callable(v) else str(v))
 def test_schedule_matches_torch(make, head: tuple, params: dict, steps: int) -> None:
     np.testing.assert_allclose(
         make_schedule(*head, **params).values(steps), torch_lrs(make, steps, head[1]), rtol=1e-12, atol=1e-15

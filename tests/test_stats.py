@@ -11,6 +11,7 @@ from scipy.stats import bootstrap, mannwhitneyu
 
 from tuner.stats import (
     Estimate,
+    best_of_k_curve,
     best_of_k_weights,
     bootstrap_interval,
     expected_best,
@@ -26,10 +27,29 @@ OBJECTIVES = st.lists(st.one_of(st.sampled_from([0.1, 0.5, 1.0, 2.0, math.inf]),
 @settings(max_examples=200, deadline=None)
 @given(objectives=OBJECTIVES, k=st.integers(1, 4))
 def test_expected_best_is_the_mean_minimum_over_every_draw_of_k_trials(objectives: list[float], k: int) -> None:
-    """Enumerate all K^k equally likely ordered draws with replacement: the formula is exact."""
+    """Enumerate all K^k equally likely ordered draws with replacement: the formula is exact, for
+    the mean best over the draws that found a finite value and for the share that did not."""
     draws = [min(draw) for draw in itertools.product(objectives, repeat=k)]
-    brute = math.inf if math.inf in draws else sum(draws) / len(draws)
-    assert expected_best(objectives, k) == pytest.approx(brute, rel=1e-12, abs=1e-12)
+    found = [best for best in draws if best != math.inf]
+    expected, all_failed = best_of_k_curve(np.array(objectives), np.array([k]))
+    assert all_failed[0] == pytest.approx((len(draws) - len(found)) / len(draws), rel=1e-12, abs=1e-15)
+    if found:
+        assert expected[0] == pytest.approx(sum(found) / len(found), rel=1e-12, abs=1e-12)
+        assert expected_best(objectives, k) == expected[0]
+    else:
+        assert np.isnan(expected[0])
+
+
+def test_the_curve_of_many_resamples_is_each_resamples_curve() -> None:
+    rng = np.random.default_rng(3)
+    samples = rng.random((4, 6))
+    samples[1, 2] = np.inf
+    ks = np.arange(1, 7)
+    together, failed = best_of_k_curve(samples, ks)
+    for row in range(4):
+        alone, alone_failed = best_of_k_curve(samples[row], ks)
+        np.testing.assert_allclose(together[row], alone, rtol=1e-14)
+        np.testing.assert_allclose(failed[row], alone_failed, rtol=1e-14)
 
 
 @pytest.mark.parametrize(("trials", "k"), [(1, 1), (3, 1), (5, 2), (7, 7), (10, 30)])
@@ -47,7 +67,8 @@ def test_one_trial_expects_the_mean_and_many_trials_the_minimum() -> None:
 
 def test_tunability_by_hand() -> None:
     """K = 2 values 1 and 2: E[best_1] = 1.5; E[best_2] = 1 * 3/4 + 2 * 1/4 = 1.25."""
-    omega = tunability([2.0, 1.0])
+    curve, _ = best_of_k_curve(np.array([2.0, 1.0]), np.array([1, 2]))
+    omega = tunability(curve)
     assert (omega.one_shot, omega.peak) == (1.5, 1.25)
     assert omega.cpe == pytest.approx((2 * 1.5 + 1 * 1.25) / 3)
     assert omega.cpu == pytest.approx((1.5 + 1.25) / 2)

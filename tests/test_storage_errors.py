@@ -37,7 +37,7 @@ from tuner.storage.problems import Unreachable
 from tuner.storage.store import Store
 
 SECRET = "s3cretpw"
-READERS = (["list"], ["status", "tiny"], ["best", "tiny"], ["dashboard"])
+READERS = (["list"], ["status", "tiny"], ["best", "tiny"], ["tunability", "tiny"], ["dashboard"])
 WORKER = ["worker", "--experiment", "tiny"]
 ANSWER_S = 15
 """A refusal takes at most this long: nothing waits for a server that will not do."""

@@ -16,10 +16,12 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from tuner.errors import ConfigError
+from tuner.rankings import Ranking, best_ranked
 from tuner.space import from_config
 from tuner.storage import queries
 from tuner.storage.engine import reader_engine, resolve_url
 from tuner.storage.records import DONE_STATES
+from tuner.tunability import Tunability, tunability
 from tuner.urls import shown
 
 BEST_RUN_COLUMNS = ["optimizer", "sampler", "source_run_id", "run_id", "seed", "state", "total_steps"]
@@ -68,6 +70,18 @@ class StoredExperiment:
         them. See ``queries.best_configs`` for the columns and ``queries.BEST_ORDER`` for the rule."""
         rows = queries.best_configs(self.engine, self.name, optimizer, sampler, per_optimizer=per_optimizer)
         return pd.DataFrame(rows)
+
+    def ranking(self, optimizer: str | None = None, sampler: str | None = None, *,
+                per_optimizer: bool = False) -> tuple[pd.DataFrame, Ranking]:
+        """``best`` with each row's tied rank and the mean and median over its re-evaluation runs
+        with 95% bootstrap intervals, as ``tuner best`` prints them (``rankings.best_ranked``),
+        and the Ranking (every pair's probability of improvement, a note on what n cannot tell)."""
+        rows, ranking = best_ranked(self.engine, self.name, optimizer, sampler, per_optimizer=per_optimizer)
+        return pd.DataFrame(rows), ranking
+
+    def tunability(self) -> Tunability:
+        """What a budget of k trials buys each optimizer and sampler (``tuner.tunability``)."""
+        return tunability(self.engine, self.name)
 
     def best_runs(self) -> pd.DataFrame:
         """Per optimizer, the runs that show its best configuration: the re-evaluations on fresh

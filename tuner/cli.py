@@ -18,6 +18,8 @@ from tuner.safe_yaml import parse_yaml
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from tuner.suite import Suite
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console(markup=False, emoji=False)
 """Every string is printed as it is, never read as Rich markup or emoji codes: experiment names are
@@ -68,22 +70,29 @@ def parse_options(pairs: list[str]) -> dict:
 
 @app.command()
 def launch(
-    study_file: Annotated[Path, typer.Argument(help="A study file, e.g. studies/quickstart.yaml.")],
+    study_file: Annotated[Path, typer.Argument(
+        help="A study file, e.g. studies/quickstart.yaml, or a suite file, e.g. suites/algoperf_small.yaml.")],
     workers: Annotated[int, typer.Option(help="Local worker processes (0: only create the experiment).")] = (
         os.cpu_count() or 1),
     storage: LaunchStorageOption = None,
 ) -> None:
-    """Create or resume an experiment, tune it with local workers, re-evaluate and print the best."""
+    """Create or resume an experiment, tune it with local workers, re-evaluate and print the best
+    (a suite file: each of its experiments in turn, then the suite's scores)."""
     from tuner import urls
     from tuner.launch import DONE, EXIT_CODES, STOPS
     from tuner.launch import launch as run_launch
-    from tuner.spec import load_experiment
+    from tuner.safe_yaml import load_yaml
+    from tuner.spec import parse_experiment
     from tuner.storage.engine import resolve_url
+    from tuner.suite import is_suite, parse_suite
 
     if workers < 0:
         raise fail(f"--workers={workers} is not allowed; allowed: 0 or more")
     try:
-        spec = load_experiment(study_file)
+        data = load_yaml(study_file)
+        if is_suite(data):
+            raise typer.Exit(EXIT_CODES[_launch_suite(parse_suite(data, str(study_file)), storage, workers)])
+        spec = parse_experiment(data, str(study_file))
         url = resolve_url(storage, spec.storage)
         outcome = run_launch(spec, url, workers, console)
         if outcome == DONE and workers:
@@ -97,6 +106,43 @@ def launch(
     except KeyboardInterrupt:  # while the winners are printed: everything is stored already
         outcome = STOPS[signal.SIGINT]
     raise typer.Exit(EXIT_CODES[outcome])
+
+
+def _launch_suite(suite: "Suite", storage: str | None, workers: int) -> str:
+    """``tuner launch`` of a suite file: each task's experiment in turn (``launch_suite``), then the
+    suite's scores and the commands that show them again; the launch's outcome."""
+    from tuner import urls
+    from tuner.launch import DONE, launch_suite
+    from tuner.storage.engine import resolve_url
+
+    url = resolve_url(storage, suite.storage)
+    outcome = launch_suite(suite, url, workers, console)
+    if outcome == DONE and workers:
+        _print_suite(url, suite.suite, "steps", "table")
+        pasted = shlex.quote(urls.shown(url))  # as the study file's hints
+        console.print(f"\nQuery the scores:    tuner best --suite {suite.suite} --storage {pasted}", soft_wrap=True)
+        console.print(f"See the profiles:    tuner dashboard --storage {pasted}", soft_wrap=True)
+    return outcome
+
+
+def _print_suite(url: str, suite: str, unit: str, fmt: str) -> None:
+    """The scores of ``suite`` (``tuner.suite_scores``) with times in ``unit``, as ``fmt``."""
+    from tuner import suite_scores
+
+    engine = _reader(url)
+    try:
+        result = suite_scores.scores(engine, suite, unit)
+    finally:
+        engine.dispose()
+    if fmt == "json":
+        typer.echo(suite_scores.as_json(result))
+    elif fmt == "csv":
+        typer.echo(suite_scores.as_csv(result), nl=False)
+    else:
+        console.print(suite_scores.table(result))
+        console.print(suite_scores.time_table(result))
+        for line in suite_scores.notes(result):
+            console.print(line, soft_wrap=True)
 
 
 def _only_experiment(engine: "Engine") -> str:
@@ -128,16 +174,20 @@ def _print_best(url: str, name: str | None, *, per_optimizer: bool, optimizer: s
                 sampler: str | None = None, fmt: str = "table") -> None:
     """The best configurations of experiment ``name`` (None: the storage's only one) as ``fmt``."""
     from tuner import report
+    from tuner.rankings import best_ranked
     from tuner.spec import stored_experiment
     from tuner.storage import queries
+    from tuner.theory import theory_gap
 
     engine = _reader(url)
     try:
         name = _only_experiment(engine) if name is None else name
-        rows = queries.best_configs(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
+        rows, ranking = best_ranked(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
         spec = stored_experiment(queries.experiment(engine, name)[1], name)
     finally:
         engine.dispose()
+    if ranking.note:
+        typer.echo(f"note: {ranking.note}", err=True)
     if fmt == "json":
         typer.echo(report.best_as_json(rows))
     elif fmt == "csv":
@@ -149,6 +199,9 @@ def _print_best(url: str, name: str | None, *, per_optimizer: bool, optimizer: s
         title = "best configuration per optimizer" if per_optimizer else "best configuration per optimizer and sampler"
         console.print(Text.assemble("experiment ", (name, "bold")))
         console.print(report.best_table(rows, spec.objective.name, title))
+        console.print(report.best_configurations(rows))
+        if gap := theory_gap(spec.task.name, spec.task.options, rows, spec.objective.name):
+            console.print(report.theory_gap_table(gap))
 
 
 @app.command()
@@ -183,17 +236,73 @@ def best(
     sampler: Annotated[str | None, typer.Option(help="Only this sampler.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",  # noqa: A002
     storage: StorageOption = None,
+    suite: Annotated[str | None, typer.Option(
+        help="Rank the optimizers of this suite across its tasks (AlgoPerf score) instead.")] = None,
+    unit: Annotated[str | None, typer.Option(
+        help="With --suite: time to target in steps (default) or seconds.")] = None,
 ) -> None:
-    """The best configuration per optimizer and sampler, ready to paste."""
+    """The best configuration per optimizer and sampler, ready to paste; or a suite's score table."""
     from tuner.storage.engine import resolve_url
 
     if format not in ("table", "json", "csv"):
         raise fail(f"--format={shown(format)} is not allowed; allowed: table, json, csv")
+    if suite is not None or unit is not None:
+        return _best_suite(suite, unit, format, storage, experiment=experiment, optimizer=optimizer, sampler=sampler)
     try:
         _print_best(resolve_url(storage), experiment, per_optimizer=False, optimizer=optimizer, sampler=sampler,
                     fmt=format)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def _best_suite(suite: str | None, unit: str | None, fmt: str, storage: str | None, **others: str | None) -> None:
+    """``tuner best --suite NAME [--unit steps|seconds]``: the suite's score table as ``fmt``."""
+    from tuner.storage.engine import resolve_url
+    from tuner.suite_scores import UNITS
+
+    if suite is None:
+        raise fail("--unit is allowed only with --suite")
+    given = [f"--{name}" if name != "experiment" else "EXPERIMENT" for name, value in others.items() if value]
+    if given:
+        raise fail(f"{given[0]} is not allowed with --suite, which ranks every optimizer of the suite's experiments")
+    if unit is not None and unit not in UNITS:
+        raise fail(f"--unit={shown(unit)} is not allowed; allowed: {', '.join(UNITS)}")
+    try:
+        _print_suite(resolve_url(storage), suite, unit or UNITS[0], fmt)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("tunability")
+def tunability_command(
+    experiment: ExperimentArgument = None,
+    format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",  # noqa: A002
+    storage: StorageOption = None,
+) -> None:
+    """What a budget of k trials buys: expected best of k random-search trials, omega summaries,
+    the winner at each budget."""
+    from tuner import report
+    from tuner.storage.engine import resolve_url
+    from tuner.tunability import tunability
+
+    if format not in ("table", "json", "csv"):
+        raise fail(f"--format={shown(format)} is not allowed; allowed: table, json, csv")
+    try:
+        engine = _reader(resolve_url(storage))
+        experiment = _only_experiment(engine) if experiment is None else experiment
+        result = tunability(engine, experiment)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if format == "json":
+        typer.echo(report.tunability_as_json(result))
+    elif format == "csv":
+        typer.echo(result.frame().to_csv(index=False), nl=False)
+    elif not result.curves:
+        console.print(f"experiment {shown(experiment)} has no finished trial yet")
+    else:
+        console.print(Text.assemble("experiment ", (experiment, "bold")))
+        for table in report.tunability_tables(result):
+            console.print(table)
 
 
 @app.command()

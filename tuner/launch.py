@@ -24,12 +24,14 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from tuner import reevaluation
+from tuner import reevaluation, suite_scores
+from tuner.errors import ConfigError
 from tuner.spec import Experiment
 from tuner.storage import queries
 from tuner.storage.engine import FileWatch, reader_engine
 from tuner.storage.records import StudyRow
 from tuner.storage.store import Store
+from tuner.suite import Suite
 from tuner.urls import shown
 from tuner.worker import create_experiment, launched_worker, quiet_optuna
 
@@ -228,3 +230,28 @@ class _Progress:
         for name in [o.name for o in self.spec.optimizers]:
             table.add_row(name, "-" if best.get(name) is None else f"{best[name]:.4g}")
         self.live.update(Group(self.bar, table))
+
+
+def launch_suite(suite: Suite, url: str, workers: int, console: Console) -> str:
+    """Every task's experiment of ``suite`` (``Suite.experiments``): all created first, so that the
+    suite is refused before any trial runs when one cannot be (a study file changed under its name,
+    or the suite stored with other tasks), then each run to completion in turn (``launch``). The
+    first outcome that is not DONE ends it and is returned."""
+    specs = suite.experiments()
+    tasks = [task.name for task in suite.tasks]
+    quiet_optuna()
+    store = Store.open(url)
+    try:
+        stored = suite_scores.stored_tasks(store.engine, suite.suite)
+        if stored is not None and stored != tasks:
+            raise ConfigError(f"suite {suite.suite!r} is stored with the tasks {', '.join(stored)}; this suite file "
+                              f"has {', '.join(tasks)}: give it a new name to start another suite")
+        for spec in specs:
+            create_experiment(store, spec)
+    finally:
+        store.close()
+    for spec in specs:
+        outcome = launch(spec, url, workers, console)
+        if outcome != DONE:
+            return outcome
+    return DONE

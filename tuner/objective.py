@@ -15,8 +15,9 @@ import optuna
 from tuner.optim import OPTIMIZERS
 from tuner.space import Param, instantiate, suggest, to_config
 from tuner.spec import Experiment
-from tuner.storage.records import COMPLETE, DIVERGED, PRUNED, RunRecord, downsample, finite
-from tuner.tasks import Task, is_synthetic
+from tuner.storage.records import COMPLETE, DIVERGED, PRUNED, RunRecord, downsample, finite, target_score
+from tuner.tasks import Task, is_synthetic, task_options
+from tuner.theory import convergence_rate
 from tuner.train import OnEval, RunResult, train
 
 
@@ -93,8 +94,12 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
 def objective_value(spec: Experiment, record: RunRecord, train_loss: np.ndarray, total_steps: int) -> float | None:
     """The number Optuna minimises (see the objective names in tuner.spec).
 
-    steps_to_target: the first step whose training loss is <= target; a run that never gets
-    there scores ``total_steps * (1 + log10(final / target))``, so nearer misses rank better.
+    steps_to_target: the first step whose training loss is <= target; otherwise the score of the
+    final loss (``records.target_score``: ``total_steps`` when the final evaluation reached it, a
+    ranking score above ``total_steps`` for a miss).
+
+    rate (synthetic tasks): the error's empirical linear rate per step, fitted on the tail of the
+    noise-free per-step loss before the float floor of the task's dtype (``theory.convergence_rate``).
     """
     name = spec.objective.name
     if name == "final_val_loss":
@@ -105,12 +110,17 @@ def objective_value(spec: Experiment, record: RunRecord, train_loss: np.ndarray,
         return record.final_train_loss
     if name == "train_auc":
         return finite(np.mean(train_loss))
+    if name == "rate":
+        dtype = task_options(spec.task.name, spec.task.options).dtype
+        return finite(convergence_rate(train_loss, float(np.finfo(dtype).eps)))
     target = spec.objective.target
     hits = np.flatnonzero(train_loss <= target)
     if len(hits):
         return float(hits[0])
     final = record.final_train_loss
-    return None if final is None else float(total_steps * (1.0 + np.log10(final / target)))
+    if final is None:
+        return None
+    return target_score(final, target, total_steps)
 
 
 def _curves(result: RunResult) -> dict:

@@ -64,17 +64,20 @@ class SamplerEntry:
     """A registered sampler: ``factory(spec, space, seed, n_trials)`` builds it for one study.
     ``shared_seed``: every worker of a study uses the same seed, because the sampler coordinates
     the workers through the storage (QMC's sequence index, the grid's cells) instead of drawing
-    independently."""
+    independently. ``independent``: each trial is drawn alone, from the same distribution, whatever
+    the others gave, so a study's trials are a sample of what one random trial gives (what the
+    expected best of k trials, ``tuner.tunability``, is computed from)."""
 
     factory: Callable[[SamplerSpec, list[Param], int, int], optuna.samplers.BaseSampler]
     description: str
     shared_seed: bool = False
+    independent: bool = False
 
 
 SAMPLERS: dict[str, SamplerEntry] = {
     "random": SamplerEntry(
         lambda spec, space, seed, n_trials: _optuna().samplers.RandomSampler(seed=seed),
-        "uniform random search (on each parameter's scale): the baseline"),
+        "uniform random search (on each parameter's scale): the baseline", independent=True),
     "tpe": SamplerEntry(
         lambda spec, space, seed, n_trials: _optuna().samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,

@@ -8,7 +8,7 @@
     trials: 30                           # per study; one study per optimizer, sampler, repeat
     repeats: 1
     budget: {epochs: 10}                 # data tasks count epochs, synthetic ones steps
-    objective: final_val_loss            # or {name: steps_to_target, target: 1e-3}
+    objective: final_val_loss            # or {name: steps_to_target, target: 1e-3}; rate (synthetic)
     pruner: none                         # median, hyperband
     reevaluate: 5                        # fresh seeds for each study's best configuration
     storage: sqlite:///tuner.db          # optional; --storage and TUNER_STORAGE win
@@ -35,9 +35,14 @@ OBJECTIVES: dict[str, bool] = {
     "final_train_loss": False,
     "train_auc": False,
     "steps_to_target": False,
+    "rate": False,
 }
 """What Optuna minimises (computed by ``tuner.objective.objective_value``), and whether it needs
 validation data (which synthetic tasks have not)."""
+SYNTHETIC_OBJECTIVES = ("rate",)
+"""Objectives of synthetic tasks only: ``rate`` fits the noise-free loss at every step
+(``tuner.theory.convergence_rate``); a data task records minibatch losses and one validation loss
+per evaluation, whose plateau is the data's, not the optimizer's."""
 
 # The names a study file allows, from the registries; pydantic lists them in its error messages.
 OptimizerName = Literal[tuple(OPTIMIZERS)]
@@ -97,6 +102,21 @@ class ObjectiveSpec(_Strict):
         return self
 
 
+class SuiteMember(_Strict):
+    """What makes an experiment one task of a suite (``tuner.suite``, which sets it): the suite's
+    name, every task's name in the suite's order, and this task's target (the loss to reach,
+    checked on ``tuner.suite.target_series``)."""
+
+    suite: str = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    target: float = Field(gt=0, allow_inf_nan=False)
+
+    @property
+    def experiment_names(self) -> list[str]:
+        """THE naming rule of a suite's experiments, in its tasks' order: ``SUITE/TASK``."""
+        return [f"{self.suite}/{task}" for task in self.tasks]
+
+
 class Experiment(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
@@ -111,6 +131,7 @@ class Experiment(_Strict):
     pruner: PrunerName = "none"
     reevaluate: int = Field(5, ge=0, le=1000, description="fresh seeds re-running each study's best configuration")
     storage: str | None = None
+    in_suite: SuiteMember | None = Field(None, description="set by tuner.suite for each task of a suite file")
 
     _named_lists = field_validator("optimizers", "samplers", mode="before")(
         lambda v: [_named(item) for item in v] if isinstance(v, list) else v
@@ -150,6 +171,12 @@ class Experiment(_Strict):
             raise ValueError(
                 f"budget: task {self.task.name!r} trains on data and counts epochs; allowed: budget.epochs only"
             )
+        if not synthetic and self.objective.name in SYNTHETIC_OBJECTIVES:
+            allowed = ", ".join(name for name in OBJECTIVES if name not in SYNTHETIC_OBJECTIVES)
+            raise ValueError(
+                f"objective={self.objective.name!r} needs the noise-free loss of a synthetic task, which task "
+                f"{self.task.name!r} (trained on data) has not; allowed: {allowed}"
+            )
         if synthetic and OBJECTIVES[self.objective.name]:
             allowed = ", ".join(name for name, validation in OBJECTIVES.items() if not validation)
             raise ValueError(
@@ -162,6 +189,13 @@ class Experiment(_Strict):
             if grid is not None:
                 grid_space(space, self.samplers[grid].grid_points,
                            where=f"samplers.{grid} (grid) with optimizers.{index} ({optimizer.name})")
+        return self
+
+    @model_validator(mode="after")
+    def _suite_name(self) -> "Experiment":
+        if self.in_suite is not None and self.name not in self.in_suite.experiment_names:
+            raise ValueError(f"name={shown(self.name)} is not a task of suite {shown(self.in_suite.suite)}; "
+                             f"allowed: {', '.join(self.in_suite.experiment_names)}")
         return self
 
     def search_space(self, optimizer: str) -> list[Param]:

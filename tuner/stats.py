@@ -10,8 +10,9 @@ All objectives are minimised (lower is better); a diverged run counts as ``+inf`
                             one half), with its bootstrap interval (Agarwal et al. 2021, rliable)
     tied_ranks              ranks "1", "2-4", ...: items whose intervals overlap the best of
                             their group share its ranks
-    expected_best           E[best of k random-search trials] from the K observed objectives
-                            (Dodge et al. 2019), exact for draws with replacement
+    best_of_k_curve         E[best of k random-search trials] from the K observed objectives
+                            (Dodge et al. 2019), exact for draws with replacement, over the draws
+                            that did not all fail, and P(all k failed)
     tunability              the omega summaries of Sivaprasad et al. 2020 over k = 1..K
 
 scipy is imported by the functions that need it: the reading commands stay fast.
@@ -19,6 +20,7 @@ scipy is imported by the functions that need it: the reading commands stay fast.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +39,11 @@ class Estimate:
     high: float
 
 
-def bootstrap_interval(strata: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float] = np.mean,
+def bootstrap_interval(strata: Sequence[Sequence[float]], statistic: Callable[..., Any] = np.mean,
                        *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
     """``statistic`` of all observations pooled, and its percentile bootstrap interval, each stratum
-    (e.g. the re-evaluations of one repeat) resampled on its own with its own size."""
+    (e.g. the re-evaluations of one repeat) resampled on its own with its own size. ``statistic``
+    reduces along its ``axis`` keyword, as ``np.mean`` and ``np.median`` do."""
     from scipy.stats import bootstrap
 
     samples = [np.asarray(s, dtype=float) for s in strata if len(s)]
@@ -50,9 +53,9 @@ def bootstrap_interval(strata: Sequence[Sequence[float]], statistic: Callable[[n
     value = float(statistic(pooled))
     if len(pooled) < 2 or np.all(pooled == pooled[0]) or not np.isfinite(pooled).all():
         return Estimate(value, value, value)
-    result = bootstrap(samples, lambda *s: statistic(np.concatenate(s)), vectorized=False, paired=False,
-                       confidence_level=confidence, n_resamples=resamples, method="percentile",
-                       random_state=np.random.default_rng(seed))
+    result = bootstrap(samples, lambda *s, axis: statistic(np.concatenate(s, axis=axis), axis=axis), axis=-1,
+                       vectorized=True, paired=False, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
     return Estimate(value, float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
@@ -66,14 +69,15 @@ def probability_of_improvement(a: Sequence[float], b: Sequence[float], *, confid
     if not len(x) or not len(y):
         raise ValueError("no observations")
 
-    def improvement(xs: np.ndarray, ys: np.ndarray) -> float:
-        return float(((xs[:, None] < ys[None, :]).sum() + 0.5 * (xs[:, None] == ys[None, :]).sum())
-                     / (len(xs) * len(ys)))
+    def improvement(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        wins = xs[..., :, None] < ys[..., None, :]
+        ties = xs[..., :, None] == ys[..., None, :]
+        return (wins.sum(axis=(-2, -1)) + 0.5 * ties.sum(axis=(-2, -1))) / (xs.shape[-1] * ys.shape[-1])
 
-    value = improvement(x, y)
+    value = float(improvement(x, y))
     if len(x) < 2 or len(y) < 2:
         return Estimate(value, value, value)
-    result = bootstrap((x, y), improvement, vectorized=False, paired=False, confidence_level=confidence,
+    result = bootstrap((x, y), improvement, axis=-1, vectorized=True, paired=False, confidence_level=confidence,
                        n_resamples=resamples, method="percentile", random_state=np.random.default_rng(seed))
     low, high = result.confidence_interval
     return Estimate(value, float(low) if np.isfinite(low) else value, float(high) if np.isfinite(high) else value)
@@ -106,15 +110,38 @@ def best_of_k_weights(trials: int, k: int) -> np.ndarray:
     return (1.0 - (i - 1) / trials) ** k - (1.0 - i / trials) ** k
 
 
+def best_of_k_curve(objectives: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each k in ``ks``: E[min of k random-search trials | one of them did not fail], and
+    P(all k failed), from K observed objectives (Dodge et al. 2019, draws with replacement).
+
+    A failed trial (diverged or pruned) counts as +inf. With the values sorted, v_(1) <= ... <=
+    v_(K), the best of k draws is v_(i) with probability w_i = (1 - (i-1)/K)^k - (1 - i/K)^k
+    (``best_of_k_weights``). With d failed trials, sum over the last d of w_i telescopes to
+    P(all k failed) = (d/K)^k, and the unconditional E[best] is +inf whenever d > 0, for every k:
+    so the expectation is taken over the draws that found a finite value, E = sum over the first
+    K - d of v_(i) w_i / (1 - (d/K)^k), reported beside P(all k failed). NaN where every trial failed.
+
+    ``objectives`` may hold resamples on its leading axes (the last axis is the K trials); the
+    result then has those axes before the one of ``ks``.
+    """
+    values = np.sort(np.asarray(objectives, dtype=float), axis=-1)
+    trials = values.shape[-1]
+    ks = np.asarray(ks)
+    i = np.arange(1, trials + 1)[:, None]
+    weights = (1.0 - (i - 1) / trials) ** ks - (1.0 - i / trials) ** ks  # (K, len(ks))
+    finite = np.isfinite(values)
+    failed = (trials - finite.sum(axis=-1, keepdims=True)) / trials
+    all_failed = failed ** ks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(finite, values, 0.0) @ weights
+        return total / (1.0 - all_failed), all_failed
+
+
 def expected_best(objectives: Sequence[float], k: int) -> float:
-    """E[min of k random-search trials] estimated from K observed objectives (Dodge et al. 2019):
-    sum_i v_(i) w_i with ``best_of_k_weights``; +inf when a diverged trial (+inf) can be the best."""
-    values = np.sort(np.asarray(objectives, dtype=float))
-    if not len(values) or k < 1:
+    """E[min of k random-search trials | one did not fail] (``best_of_k_curve``) for one k."""
+    if not len(objectives) or k < 1:
         raise ValueError("needs observations and k >= 1")
-    weights = best_of_k_weights(len(values), k)
-    used = weights > 0
-    return float(np.dot(values[used], weights[used]))
+    return float(best_of_k_curve(np.asarray(objectives, dtype=float), np.array([k]))[0][0])
 
 
 @dataclass(frozen=True)
@@ -130,14 +157,14 @@ class Tunability:
     cpl: float
 
 
-def tunability(objectives: Sequence[float]) -> Tunability:
-    """The omega summaries of the expected best objective of random search over its K trials."""
-    trials = len(objectives)
-    curve = np.array([expected_best(objectives, k) for k in range(1, trials + 1)])
+def tunability(curve: Sequence[float]) -> Tunability:
+    """The omega summaries of an expected-best curve over k = 1..K (``best_of_k_curve``)."""
+    values = np.asarray(curve, dtype=float)
+    trials = len(values)
     k = np.arange(1, trials + 1)
 
     def weighted(weights: np.ndarray) -> float:
-        return float(np.dot(curve, weights / weights.sum()))
+        return float(np.dot(values, weights / weights.sum()))
 
-    return Tunability(float(curve[0]), float(curve[-1]), weighted(trials - k + 1.0), weighted(np.ones(trials)),
+    return Tunability(float(values[0]), float(values[-1]), weighted(trials - k + 1.0), weighted(np.ones(trials)),
                       weighted(k.astype(float)))

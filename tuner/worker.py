@@ -25,7 +25,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
-from tuner import reevaluation
+from tuner import rankings, reevaluation
 from tuner.errors import ConfigError
 from tuner.objective import Abandoned, make_objective
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
@@ -169,6 +169,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             row = next_study(store, rows, study_ids)
             if row is None:  # the budget is met: the winners are re-evaluated next
                 reevaluation.run_pending(store, spec, experiment_id, task, worker, should_stop)
+                if not should_stop() and not reevaluation.pending(store.engine, spec, experiment_id):
+                    rankings.save(store, spec.name)  # the last worker to finish ranks them
                 break
             if row == "wait":  # trials in flight: fail those whose worker died
                 for open_row in rows:

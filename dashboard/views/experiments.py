@@ -17,18 +17,21 @@ def progress() -> None:
         data.experiments.clear()
         frame = data.experiments(url)
     st.dataframe(
-        frame[["name", "task", "progress", "done", "total", "complete", "running", "pruned", "diverged", "failed",
-               "trials_per_min", "minutes_left", "created_at"]],
+        frame[["name", "task", "progress", "done", "total", "running", "diverged", "failed", "trials_per_min",
+               "minutes_left", "created_at"]],  # complete and pruned per study below: the listing fits the page
         hide_index=True, width="stretch",
         column_config={
-            "progress": st.column_config.ProgressColumn("progress", format="percent", min_value=0.0, max_value=1.0),
-            "done": st.column_config.NumberColumn("finished", help="complete + pruned + diverged"),
-            "total": st.column_config.NumberColumn("budget", help="trials over all studies"),
-            "failed": st.column_config.NumberColumn("failed", help="crashed or killed workers' trials (retried)"),
-            "trials_per_min": st.column_config.NumberColumn("trials/min", format="%.1f",
+            "progress": st.column_config.ProgressColumn("progress", format="percent", min_value=0.0, max_value=1.0,
+                                                        width="small"),
+            **{column: st.column_config.NumberColumn(column, width="small") for column in ("running", "diverged")},
+            "done": st.column_config.NumberColumn("finished", help="complete + pruned + diverged", width="small"),
+            "total": st.column_config.NumberColumn("budget", help="trials over all studies", width="small"),
+            "failed": st.column_config.NumberColumn("failed", help="crashed or killed workers' trials (retried)",
+                                                    width="small"),
+            "trials_per_min": st.column_config.NumberColumn("trials/min", format="%.1f", width="small",
                                                             help="over the last 10 minutes of activity"),
-            "minutes_left": st.column_config.NumberColumn("minutes left", format="%.1f"),
-            "created_at": st.column_config.DatetimeColumn("created"),
+            "minutes_left": st.column_config.NumberColumn("minutes left", format="%.1f", width="small"),
+            "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
         },
     )
     row = frame.set_index("name").loc[name]

@@ -10,6 +10,7 @@ from tuner.storage.records import COMPLETE
 
 url = data.storage_url()
 name = st.session_state["experiment"]
+spec = data.spec(url, name)
 st.title("Sensitivity")
 trials = data.trials(url, name)
 if not (trials["state"] == COMPLETE).any():
@@ -17,13 +18,20 @@ if not (trials["state"] == COMPLETE).any():
     st.stop()
 
 log_y = bool((trials["objective"].dropna() > 0).all())
+outcomes, hollow, scores = None, "", ""
+if spec.objective.name == "steps_to_target":
+    outcomes = charts.target_outcomes(trials, data.step_budgets(spec, trials), spec.objective.target)
+    scores = (" A trial that did not reach the target scores steps × (1 + log10(final loss / target)), more than "
+              "its step budget: a ranking device (nearer misses first), not a step count.")
+    hollow = " Hollow: trials that did not reach the target (hover: their final loss)." + scores
 with_lr = trials[trials["lr"].notna()] if "lr" in trials else trials.iloc[0:0]
 if with_lr.empty:
     st.info("No optimizer of this experiment has a learning rate (L-BFGS only).")
 else:
     st.subheader("Objective against learning rate")
-    st.plotly_chart(charts.lr_figure(with_lr, log_y=log_y), width="stretch")
-    st.caption("x: diverged trials, drawn along the top edge at their learning rate.")
+    st.plotly_chart(charts.lr_figure(with_lr, log_y=log_y, outcomes=outcomes), width="stretch")
+    st.caption(f"Objective: {spec.objective.name} (lower is better). x: diverged trials, drawn along the top edge "
+               "at their learning rate." + hollow)
 
 optimizer = st.selectbox("optimizer", list(dict.fromkeys(trials["optimizer"])))
 mine = trials[trials["optimizer"] == optimizer]
@@ -35,18 +43,17 @@ if not params:
 others = [p for p in params if p != "lr"]
 if "lr" in params and others:
     colour = st.selectbox("colour by", others)
-    st.plotly_chart(charts.lr_figure(mine, colour=colour, log_y=log_y), width="stretch")
+    st.plotly_chart(charts.lr_figure(mine, colour=colour, log_y=log_y, outcomes=outcomes), width="stretch")
 
-left, right = st.columns([1, 2])
-with left:
-    st.subheader("Importance")
-    importances = data.importances(url, name, optimizer)
-    if importances:
-        st.plotly_chart(charts.importance_figure(importances), width="stretch")
-        st.caption("Optuna's fANOVA importances over the completed trials, on the parameters as Optuna sampled "
-                   "them (one_minus_beta2 is 1 - beta2 on a log scale).")
-    else:
-        st.info("Importances need at least three completed trials whose parameters vary.")
-with right:
-    st.subheader("Parallel coordinates")
-    st.plotly_chart(charts.parallel_figure(mine, params), width="stretch")
+st.subheader("Importance")
+importances = data.importances(url, name, optimizer)
+if importances:
+    st.columns([3, 2])[0].plotly_chart(charts.importance_figure(importances), width="stretch")
+    st.caption("Optuna's fANOVA importances over the completed trials, on the parameters as Optuna sampled "
+               "them (one_minus_beta2 is 1 - beta2 on a log scale).")
+else:
+    st.info("Importances need at least three completed trials whose parameters vary.")
+st.subheader("Parallel coordinates")
+st.plotly_chart(charts.parallel_figure(mine, params), width="stretch")
+st.caption("One line per completed trial. Parameters spanning more than a decade on a log scale; a batch size "
+           "and other parameters with few values by category, in order." + scores)

@@ -1,9 +1,13 @@
-"""The dashboard in a real browser: `tuner dashboard` on a free port, every page opened in headless
-Chromium, charts drawn, no error shown. Screenshots go to $TUNER_SCREENSHOTS or a temporary directory."""
+"""The dashboard in a real browser: `tuner dashboard` on a free port, and for every experiment of
+the storage every page of dashboard/app.py's PAGES opened in headless Chromium, its charts drawn,
+no error shown. A full-page screenshot of each lands in $TUNER_SCREENSHOTS (else a temporary
+directory) as EXPERIMENT-PAGE.png, PAGE the page's file name (``views/best.py``: best)."""
 
+import ast
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,21 +16,42 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, tuner, write_study
+from tuner.optim import OPTIMIZERS
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-PAGES = {"experiments": "", "convergence": "convergence", "samplers": "samplers", "sensitivity": "sensitivity",
-         "best": "best"}
-CHARTS = {"experiments": 0, "convergence": 1, "samplers": 1, "sensitivity": 4, "best": 0}
+VIEWPORT = {"width": 1400, "height": 1000}
+CHARTS = {"convergence": 1, "samplers": 1, "sensitivity": 2}
+"""The plotly charts a page of this storage's experiments draws at least (0 for the pages not listed)."""
 DRAWN = """n => {
     const plots = [...document.querySelectorAll('.js-plotly-plot')];
     return plots.length >= n && plots.every(p => p._fullData && p._fullData.length > 0 && p.querySelector('.main-svg'));
 }"""
 """At least n plotly charts on the page, each laid out by plotly.js with its traces."""
+IDLE = """() => document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'
+    && !document.querySelector('[data-stale="true"]')"""
+"""Streamlit's script has run to its end, and no element of an earlier run is left."""
+HEIGHT = """() => Math.max(document.body.scrollHeight,
+    ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]')]
+        .map(e => e.scrollHeight))"""
+"""The page's full height: Streamlit scrolls its main area inside a viewport-high container."""
+
+
+def app_pages() -> list[tuple[str, str]]:
+    """(file name, title) of each ``st.Page`` in dashboard/app.py's PAGES, in navigation order; a
+    page's ``st.title`` is its title."""
+    tree = ast.parse((REPO / "dashboard" / "app.py").read_text())
+    (pages,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                and [getattr(t, "id", None) for t in node.targets] == ["PAGES"]]
+    found = []
+    for call in pages.elts:
+        keywords = {k.arg: k.value.value for k in call.keywords if isinstance(k.value, ast.Constant)}
+        found.append((Path(call.args[0].value).stem, keywords["title"]))
+    return found
 
 
 def browser():
@@ -80,35 +105,75 @@ def shots(tmp_path_factory) -> Path:
     return directory
 
 
-def test_every_page_renders_its_charts_in_chromium(storage, tmp_path, shots) -> None:
+@pytest.fixture(scope="module")
+def showcase(storage, tmp_path_factory) -> str:
+    """A copy of the dashboard tests' storage (``tiny``, ``quad``) with a third experiment,
+    ``target``: the quadratic with every optimizer, scored by steps_to_target, which some reach
+    within the budget and gradient descent misses (its rate needs about 450 steps)."""
+    directory = tmp_path_factory.mktemp("showcase")
+    source, copy = sqlite3.connect(storage.removeprefix("sqlite:///")), sqlite3.connect(directory / "tuner.db")
+    with source, copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    url = f"sqlite:///{directory}/tuner.db"
+    study = write_study(directory, name="target", task={"name": "quadratic", "options": {"dim": 10}},
+                        optimizers=list(OPTIMIZERS), space={"schedule": "constant"}, trials=6,
+                        budget={"steps": 300, "eval_every": 20}, objective={"name": "steps_to_target", "target": 1e-6})
+    result = tuner("launch", str(study), "--workers", "2", "--storage", url, cwd=directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return url
+
+
+def test_every_page_renders_its_charts_in_chromium(showcase, tmp_path, shots) -> None:
     sync_playwright = browser()
-    process, base = serve(storage, tmp_path)
+    pages = app_pages()
+    process, base = serve(showcase, tmp_path)
+    taken = []
     try:
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+            page = chromium.new_page(viewport=VIEWPORT)
             console_errors: list[str] = []
             page.on("pageerror", lambda error: console_errors.append(str(error)))
-            for name, path in PAGES.items():
-                page.goto(f"{base}/{path}")
-                page.get_by_role("heading", name={"experiments": "Experiments", "convergence": "Convergence",
-                                                  "samplers": "Samplers", "sensitivity": "Sensitivity",
-                                                  "best": "Best configurations"}[name]).wait_for(timeout=60_000)
-                if CHARTS[name]:
-                    page.wait_for_function(DRAWN, arg=CHARTS[name], timeout=60_000)
-                else:
-                    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
-                page.wait_for_load_state("networkidle")
-                assert page.locator('[data-testid="stException"]').count() == 0, name
-                assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
-                body = page.inner_text("body")
-                assert "Traceback" not in body and "Error" not in body, name
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            page.goto(base)
+
+            def settle(heading: str) -> None:
+                """Wait for a heading of the run to come, then for that run to end."""
+                page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
+                page.wait_for_function(IDLE, timeout=60_000)
+
+            home = current = pages[0][1]
+            settle(home)
+            for experiment in ("tiny", "quad", "target"):
+                if current != home:
+                    page.get_by_test_id("stSidebarNav").get_by_text(home, exact=True).click()
+                    settle(current := home)
+                page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+                page.get_by_role("option", name=experiment, exact=True).click()
+                settle(experiment)  # the Experiments page shows the chosen experiment's name as a heading
+                for name, title in pages:
+                    if title != current:
+                        page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+                        current = title
+                    settle(title)  # each page's title is its heading
+                    page.wait_for_function(DRAWN, arg=CHARTS.get(name, 0), timeout=60_000)
+                    where = f"{experiment}: {name}"
+                    assert page.get_by_test_id("stException").count() == 0, where
+                    assert page.get_by_test_id("stAlertContentError").count() == 0, where
+                    body = page.inner_text("body")
+                    assert "Traceback" not in body and "Error" not in body, where
+                    page.set_viewport_size({**VIEWPORT, "height": max(VIEWPORT["height"], page.evaluate(HEIGHT))})
+                    page.wait_for_function(DRAWN, arg=CHARTS.get(name, 0), timeout=60_000)
+                    path = shots / f"{experiment}-{name}.png"
+                    page.screenshot(path=str(path), full_page=True)
+                    page.set_viewport_size(VIEWPORT)
+                    taken.append(path.name)
             chromium.close()
         assert console_errors == []
     finally:
         stop(process)
-    assert {p.name for p in shots.iterdir()} >= {f"{name}.png" for name in PAGES}
+    assert len(taken) == 3 * len(pages) and {p.name for p in shots.iterdir()} >= set(taken)
     print(f"screenshots: {shots}")
 
 

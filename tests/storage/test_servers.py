@@ -26,6 +26,12 @@ def test_launch_best_view_and_dashboard_on_a_server(server_url, tmp_path, monkey
     best = json.loads(tuner("best", "on a server", "--format", "json", "--storage", server_url, cwd=tmp_path).stdout)
     assert {b["config"]["optimizer"] for b in best} == {"sgd", "adam"}
     assert all(b["objective"]["seeds"] == 2 for b in best)
+    with engine.connect() as conn:  # the ranking, for plain SQL
+        ranked = conn.execute(text(
+            "SELECT r.optimizer, r.sampler, r.rank, r.runs, r.mean_low, r.mean_high FROM tuner_rankings r "
+            "JOIN tuner_experiments e ON e.id = r.experiment_id WHERE e.name = :name"), {"name": "on a server"}).all()
+    assert {(r.optimizer, r.sampler) for r in ranked} == {(r["optimizer"], r["sampler"]) for r in rows}
+    assert all(r.runs == 2 and r.mean_low <= r.mean_high for r in ranked)
     full = queries.best_configs(engine, "on a server")[0]
     assert full["trial_objective"] != round(full["trial_objective"], 7), "objectives must keep double precision"
     if server_url.startswith("postgresql"):  # workers commit without waiting for the WAL flush

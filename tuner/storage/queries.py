@@ -35,7 +35,7 @@ from sqlalchemy import (
 from tuner.errors import ConfigError, shown
 from tuner.storage import schema
 from tuner.storage.engine import read_once
-from tuner.storage.records import COMPLETE, DONE_STATES, StudyRow
+from tuner.storage.records import COMPLETE, DONE_STATES, StudyRow, reached_target
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -234,11 +234,37 @@ def reevaluated(engine: Engine, experiment_id: int) -> set[tuple[int, int]]:
         return {(row.source_run_id, row.seed) for row in conn.execute(query)}
 
 
+def reevaluation_runs(engine: Engine, experiment_id: int) -> list[dict[str, Any]]:
+    """The re-evaluation runs of each study's best trial (``best_trials``), oldest first. Keys:
+    optimizer, sampler, repeat, source_run_id, seed, state, objective, steps, final_train_loss."""
+    s, r = schema.studies, schema.runs
+    sources = [row["id"] for row in best_trials(engine, experiment_id)]
+    query = (select(s.c.optimizer, s.c.sampler, s.c.repeat, r.c.source_run_id, r.c.seed, r.c.state, r.c.objective,
+                    r.c.steps, r.c.final_train_loss)
+             .join(s, s.c.id == r.c.study_id)
+             .where(r.c.kind == "reevaluation", r.c.source_run_id.in_(sources)).order_by(r.c.id))
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def ranking_is_current(engine: Engine, experiment_id: int) -> bool:
+    """Whether tuner_rankings holds the experiment's ranking computed after its last run was stored."""
+    s, r, k = schema.studies, schema.runs, schema.rankings
+    last_run = (select(func.max(r.c.created_at)).join(s, s.c.id == r.c.study_id)
+                .where(s.c.experiment_id == experiment_id).scalar_subquery())
+    computed = select(func.min(k.c.computed_at)).where(k.c.experiment_id == experiment_id).scalar_subquery()
+    with engine.connect() as conn:
+        return bool(conn.execute(select(computed >= last_run)).scalar())
+
+
 def best_configs(engine: Engine, name: str, optimizer: str | None = None, sampler: str | None = None, *,
                  per_optimizer: bool = False) -> list[dict[str, Any]]:
     """The best configurations of experiment ``name``: the rows of the tuner_best_configs view (one
     per optimizer and sampler), best first by BEST_ORDER, with ``reeval_std``, the standard
-    deviation over the re-evaluation seeds (None under two), and ``params`` as a dict. With
+    deviation over the re-evaluation seeds (None under two), ``params`` as a dict, and for an
+    objective that counts steps to a target: ``reeval_reached`` (completed re-evaluations that
+    reached it, ``records.reached_target``), ``reeval_final_loss`` (their median final training
+    loss), ``trial_steps`` and ``trial_final_loss`` (the trial's). With
     ``per_optimizer``, only each optimizer's first row in that order: its best configuration over
     every sampler. ConfigError for an unknown experiment."""
     _, spec = experiment(engine, name)  # a clear error for an unknown name
@@ -261,14 +287,24 @@ def best_configs(engine: Engine, name: str, optimizer: str | None = None, sample
             first.setdefault(row["optimizer"], row)
         rows = list(first.values())
     r = schema.runs
-    scores: dict[int, list[float]] = {}
+    ids = [row["run_id"] for row in rows]
+    runs: dict[int, list[Any]] = {}
+    trial: dict[int, Any] = {}
     with engine.connect() as conn:
-        for source, objective in conn.execute(select(r.c.source_run_id, r.c.objective).where(
-                r.c.source_run_id.in_([row["run_id"] for row in rows]), r.c.state == COMPLETE)):
-            scores.setdefault(source, []).append(objective)
+        for run in conn.execute(select(r.c.source_run_id, r.c.objective, r.c.steps, r.c.final_train_loss).where(
+                r.c.source_run_id.in_(ids), r.c.state == COMPLETE)):
+            runs.setdefault(run.source_run_id, []).append(run)
+        for run in conn.execute(select(r.c.id, r.c.steps, r.c.final_train_loss).where(r.c.id.in_(ids))):
+            trial[run.id] = run
     for row in rows:
-        values = scores.get(row["run_id"], [])
+        done = runs.get(row["run_id"], [])
+        values = [run.objective for run in done]
+        finals = [run.final_train_loss for run in done if run.final_train_loss is not None]
         row["reeval_std"] = statistics.stdev(values) if len(values) > 1 else None
+        row["reeval_reached"] = sum(reached_target(run.objective, run.steps) for run in done)
+        row["reeval_final_loss"] = statistics.median(finals) if finals else None
+        row["trial_steps"] = trial[row["run_id"]].steps
+        row["trial_final_loss"] = trial[row["run_id"]].final_train_loss
         row["params"] = _json(row["params"])  # SQLite returns a view's JSON column as text
     return rows
 
@@ -310,10 +346,11 @@ def curves(engine: Engine, run_ids: list[int] | tuple[int, ...], series: str) ->
 
 def series_names(engine: Engine, experiment_id: int) -> list[str]:
     """The curve series the experiment's runs record (train_loss, val_loss, val_accuracy, loss),
-    read from its first run; empty before any."""
+    read from its first completed run (a run that diverged before its first evaluation has only
+    train_loss), else its first run; empty before any."""
     s, r, c = schema.studies, schema.runs, schema.curves
     first = (select(r.c.id).join(s, s.c.id == r.c.study_id).where(s.c.experiment_id == experiment_id)
-             .order_by(r.c.id).limit(1).scalar_subquery())
+             .order_by(case((r.c.state == COMPLETE, 0), else_=1), r.c.id).limit(1).scalar_subquery())
     with engine.connect() as conn:
         return sorted(conn.execute(select(c.c.series).where(c.c.run_id == first)).scalars())
 
@@ -328,3 +365,35 @@ def _frame(engine: Engine, query: Any, columns: list[str]) -> pd.DataFrame:
 def _json(value: Any) -> Any:
     """A JSON column's value: decoded already, or text where the driver (SQLite on a view) left it so."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def experiment_specs(engine: Engine) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every experiment's id, name and stored spec (the validated study file as a dict), oldest first."""
+    e = schema.experiments
+    with engine.connect() as conn:
+        return [(row.id, row.name, _json(row.spec))
+                for row in conn.execute(select(e.c.id, e.c.name, e.c.spec).order_by(e.c.created_at, e.c.id))]
+
+
+def trial_series(engine: Engine, experiment_id: int, series: str) -> list[dict[str, Any]]:
+    """Every finished trial run (DONE_STATES) of the experiment with one series of its curves, by
+    optimizer, sampler, repeat and trial number. Keys: study_id, optimizer, sampler, repeat,
+    trial_number, state, steps, seconds, values (lists; a value NaN where it was not finite; all
+    three empty for a run that recorded no point of ``series``, as one that diverged before its
+    first evaluation)."""
+    s, r, c = schema.studies, schema.runs, schema.curves
+    query = (select(s.c.id.label("study_id"), s.c.optimizer, s.c.sampler, s.c.repeat, r.c.trial_number, r.c.state,
+                    c.c.steps, c.c.seconds, c.c["values"])
+             .select_from(s).join(r, r.c.study_id == s.c.id)
+             .outerjoin(c, (c.c.run_id == r.c.id) & (c.c.series == series))
+             .where(s.c.experiment_id == experiment_id, r.c.kind == "trial", r.c.state.in_(DONE_STATES))
+             .order_by(s.c.optimizer, s.c.sampler, s.c.repeat, r.c.trial_number, r.c.id))
+    out = []
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            run = dict(row._mapping)
+            for key in ("steps", "seconds", "values"):
+                run[key] = _json(run[key]) or []
+            run["values"] = [np.nan if v is None else float(v) for v in run["values"]]
+            out.append(run)
+    return out

@@ -17,6 +17,26 @@ DONE_STATES = (COMPLETE, PRUNED, DIVERGED)
 """The states of a finished trial, i.e. one that counts towards its study's budget."""
 
 
+def target_score(final_loss: float, target: float, steps: int) -> float:
+    """The steps_to_target score of a run whose loss reached ``target`` at no step before the end:
+    ``steps`` when its final loss did (reached after the last step); for a miss, ``steps * (1 +
+    log10(final_loss / target))``, more than ``steps``, so nearer misses rank better. A ranking
+    device, never a step count to show (``reached_target``; ``missed_final_loss`` inverts it)."""
+    return float(steps * (1.0 + max(0.0, math.log10(final_loss / target))))
+
+
+def missed_final_loss(score: float, target: float, steps: int) -> float:
+    """The final loss of a run that missed its target, from its ``target_score``."""
+    return target * 10.0 ** (score / steps - 1.0)
+
+
+def reached_target(objective: float | None, steps: int) -> bool:
+    """Whether a completed run scored by steps_to_target reached its target: its objective is then
+    the first step whose loss was at or under the target, or ``steps`` when only the final
+    evaluation was (``target_score``); a miss scores more than ``steps``."""
+    return objective is not None and objective <= steps
+
+
 @dataclass(frozen=True)
 class StudyRow:
     """One Optuna study of an experiment."""

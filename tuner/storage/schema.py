@@ -9,6 +9,11 @@ tuner_runs          one row per finished training run: a trial (kind 'trial', ke
 tuner_curves        one row per run and series (train_loss, val_loss, val_accuracy, loss):
                     JSON arrays of step, seconds and value, at most about 500 points
 tuner_best_configs  view: the best configuration per experiment, optimizer and sampler
+tuner_rankings      per experiment, optimizer and sampler: its best configuration's tied rank and
+                    the mean and median objective over its re-evaluation runs with 95% bootstrap
+                    intervals (``tuner.rankings``), written when the re-evaluations are done
+tuner_improvements  per experiment and ordered pair of (optimizer, sampler): P(a run of the first
+                    scores lower than a run of the other), with its 95% interval
 
 Names (tuner_experiments.name, tuner_studies.study_name) compare exactly on every database: on
 MariaDB/MySQL they have a binary NO PAD collation, as Optuna's study names there (migration 0004).
@@ -91,6 +96,43 @@ curves = Table(
     Column("seconds", JSON, nullable=False),
     Column("values", JSON, nullable=False),
     UniqueConstraint("run_id", "series", name="uq_tuner_curves_series"),
+)
+
+
+def _experiment_id() -> Column:
+    """tuner_rankings' and tuner_improvements' experiment."""
+    return Column("experiment_id", Integer, ForeignKey("tuner_experiments.id", ondelete="CASCADE"), nullable=False)
+
+
+rankings = Table(
+    "tuner_rankings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _experiment_id(),
+    Column("optimizer", String(32), nullable=False),
+    Column("sampler", String(32), nullable=False),
+    Column("rank", String(16), nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("diverged_runs", Integer, nullable=False),
+    *(Column(name, DOUBLE) for name in ("mean", "mean_low", "mean_high", "median", "median_low", "median_high")),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("experiment_id", "optimizer", "sampler", name="uq_tuner_rankings_config"),
+)
+
+improvements = Table(
+    "tuner_improvements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _experiment_id(),
+    Column("optimizer", String(32), nullable=False),
+    Column("sampler", String(32), nullable=False),
+    Column("other_optimizer", String(32), nullable=False),
+    Column("other_sampler", String(32), nullable=False),
+    Column("probability", DOUBLE, nullable=False),
+    Column("low", DOUBLE, nullable=False),
+    Column("high", DOUBLE, nullable=False),
+    UniqueConstraint("experiment_id", "optimizer", "sampler", "other_optimizer", "other_sampler",
+                     name="uq_tuner_improvements_pair"),
 )
 
 BEST_CONFIGS_VIEW = "tuner_best_configs"

@@ -13,8 +13,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, Row, Table, create_engine, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from tuner.errors import ConfigError, shown
@@ -223,6 +223,28 @@ class Store:
             self.save_run(study_id, record)
         else:
             self.rdb.hold_run(record.optuna_trial_id, lambda conn: write_run(conn, study_id, record))
+
+
+    # rankings -------------------------------------------------------------------------------
+    def save_ranking(self, experiment_id: int, rankings: list[dict[str, Any]],
+                     improvements: list[dict[str, Any]]) -> None:
+        """Replace the experiment's rows of tuner_rankings and tuner_improvements (columns as the
+        tables', without experiment_id and computed_at) in one transaction. Two workers finishing
+        at once compute the same rows; the second one's insert, refused (a duplicate, or a deadlock
+        on MariaDB), is dropped: the tables are a copy of what ``tuner best`` computes."""
+        now = dt.datetime.now(dt.UTC)
+        try:
+            with self.engine.begin() as conn:
+                for table in (schema.rankings, schema.improvements):
+                    conn.execute(delete(table).where(table.c.experiment_id == experiment_id))
+                if rankings:
+                    conn.execute(insert(schema.rankings), [
+                        {**row, "experiment_id": experiment_id, "computed_at": now} for row in rankings])
+                if improvements:
+                    conn.execute(insert(schema.improvements), [
+                        {**row, "experiment_id": experiment_id} for row in improvements])
+        except (IntegrityError, OperationalError):
+            pass
 
 
 def write_run(conn: Connection, study_id: int, record: RunRecord) -> int:
