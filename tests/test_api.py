@@ -61,10 +61,17 @@ def test_best_agrees_with_the_view_by_plain_sql_and_with_tuner_best(launched, ex
         assert row["run_id"] == expected["run_id"] and row["params"] == json.loads(expected["params"])
         assert row["reeval_mean"] == pytest.approx(expected["reeval_mean"]) and row["reeval_count"] == 2
     cli = json.loads(run_tuner("best", NAME, "--format", "json", "--storage", url, cwd=directory).stdout)
-    assert [(b["optimizer"], b["sampler"]) for b in cli] == list(zip(best["optimizer"], best["sampler"], strict=True))
-    assert [b["config"] for b in cli] == list(best["params"])
-    assert [b["objective"]["mean"] for b in cli] == pytest.approx(list(best["reeval_mean"]))
-    assert [b["objective"]["std"] for b in cli] == pytest.approx(list(best["reeval_std"]))
+    ranked, _ = exp.ranking()  # tuner best prints the rows in rank order (the pooled mean over repeats)
+    assert [(b["optimizer"], b["sampler"]) for b in cli] == list(zip(ranked["optimizer"], ranked["sampler"],
+                                                                      strict=True))
+    assert [b["ranking"]["mean"]["value"] for b in cli] == pytest.approx(list(ranked["mean"]))
+    assert list(ranked["mean"]) == sorted(ranked["mean"])
+    by_config = {(r["optimizer"], r["sampler"]): r for r in best.to_dict("records")}
+    for b in cli:
+        row = by_config[b["optimizer"], b["sampler"]]
+        assert b["config"] == row["params"]
+        assert b["objective"]["mean"] == pytest.approx(row["reeval_mean"])
+        assert b["objective"]["std"] == pytest.approx(row["reeval_std"])
 
 
 def test_best_is_ranked_by_the_one_rule_and_per_optimizer_is_each_ones_first_row(exp) -> None:

@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 
 from tests.helpers import run_rows
 from tuner import cli, rankings, report, stats
+from tuner.errors import ConfigError
 from tuner.rankings import best_ranked
 from tuner.spec import parse_experiment
 from tuner.storage import queries, schema
 from tuner.storage.records import COMPLETE, DIVERGED, reached_target
 from tuner.storage.store import Store
-from tuner.tunability import Curve, observed_curve, tunability, winners
+from tuner.tunability import Curve, expected_curve, observed_curve, tunability, winners
 from tuner.worker import create_experiment, run_worker
 
 QUADRATIC = {"name": "quad", "task": {"name": "quadratic", "options": {"dim": 10, "condition_number": 100}},
@@ -230,3 +231,38 @@ def test_a_stored_ranking_is_computed_again_only_after_a_new_run(quad, monkeypat
     assert not queries.ranking_is_current(quad.engine, experiment_id)
     rankings.save(quad, "quad")
     assert len(computed) == 1
+
+
+def test_a_band_survives_resamples_in_which_every_trial_diverged() -> None:
+    scores = [np.array([0.0239, np.inf, 0.0697, 33.7, np.inf, 2.666])]
+    curve = expected_curve("sgd", "random", scores)
+    assert (curve.low < curve.value).any() and (curve.value < curve.high).any()
+    assert np.isfinite(curve.low).all() and np.isfinite(curve.high).all()
+
+
+def test_a_configuration_whose_runs_all_diverged_ranks_last_and_says_so() -> None:
+    row = {"optimizer": "sgd", "sampler": "random", "trial_objective": 0.001}
+    runs = [{"optimizer": "sgd", "sampler": "random", "repeat": 0, "state": DIVERGED, "objective": None}] * 3
+    ranked = rankings._ranked(row, runs)
+    assert ranked.mean.value == np.inf and ranked.n == 0 and ranked.outcomes == [np.inf] * 3
+    shown = {"runs": 0, "reeval_diverged": 3, "mean": np.inf}
+    assert report._statistic(shown, "final_train_loss", "mean") == "all 3 runs diverged"
+
+
+def test_a_filter_shows_rows_with_the_ranks_they_have_among_all(quad) -> None:
+    every, _ = best_ranked(quad.engine, "quad")
+    adam, _ = best_ranked(quad.engine, "quad", optimizer="adam")
+    assert [(r["sampler"], r["rank"]) for r in adam] == [(r["sampler"], r["rank"]) for r in every
+                                                          if r["optimizer"] == "adam"]
+
+
+def test_the_launchs_best_so_far_shows_a_miss_as_not_reached() -> None:
+    miss = {"trial_objective": 160.0, "trial_steps": 150, "trial_final_loss": 2e-6}
+    assert report.trial_objective(miss, "steps_to_target") == report.not_reached(2e-6)
+    assert report.trial_objective({**miss, "trial_objective": 42.0}, "steps_to_target") == "42"
+    assert report.trial_objective(miss, "final_train_loss") == "160"
+
+
+def test_a_study_file_cannot_claim_a_place_in_a_suite() -> None:
+    with pytest.raises(ConfigError, match="in_suite is not allowed in a study file"):
+        parse_experiment({**QUADRATIC, "in_suite": {"suite": "s9", "tasks": ["quad"], "target": 0.1}})

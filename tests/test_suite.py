@@ -189,12 +189,12 @@ def test_best_suite_names_an_unknown_suite_the_missing_experiments_and_unfinishe
         "suite 'other' is not in this storage; suites: 'fast'")
     assert one_error_line("best", "--suite", "fast", "--storage", url) == (
         "suite 'fast' has 1 of its 2 experiments not in this storage ('fast/soft'); run them: tuner launch "
-        "suites/fast.yaml (its suite file)")
+        "SUITE_FILE (the suite file whose suite: is 'fast')")
     created = runner.invoke(cli.app, ["launch", str(write(tmp_path, FAST)), "--workers", "0", "--storage", url])
     assert created.exit_code == 0, created.output
     assert one_error_line("best", "--suite", "fast", "--storage", url) == (
         "suite 'fast' has experiments still running or stopped before their budget (trials finished: fast/quad 0 of "
-        "8, fast/soft 0 of 8); finish them: tuner launch suites/fast.yaml (its suite file)")
+        "8, fast/soft 0 of 8); finish them: tuner launch SUITE_FILE (the suite file whose suite: is 'fast')")
 
 
 @pytest.mark.parametrize(("args", "message"), [

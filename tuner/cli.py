@@ -282,6 +282,7 @@ def tunability_command(
     """What a budget of k trials buys: expected best of k random-search trials, omega summaries,
     the winner at each budget."""
     from tuner import report
+    from tuner.storage import queries
     from tuner.storage.engine import resolve_url
     from tuner.tunability import tunability
 
@@ -291,6 +292,7 @@ def tunability_command(
         engine = _reader(resolve_url(storage))
         experiment = _only_experiment(engine) if experiment is None else experiment
         result = tunability(engine, experiment)
+        objective = queries.experiment(engine, experiment)[1]["objective"]["name"]
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if format == "json":
@@ -301,7 +303,7 @@ def tunability_command(
         console.print(f"experiment {shown(experiment)} has no finished trial yet")
     else:
         console.print(Text.assemble("experiment ", (experiment, "bold")))
-        for table in report.tunability_tables(result):
+        for table in report.tunability_tables(result, objective):
             console.print(table)
 
 

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from tuner import reevaluation, suite_scores
+from tuner import reevaluation, report, suite_scores
 from tuner.errors import ConfigError
 from tuner.spec import Experiment
 from tuner.storage import queries
@@ -222,13 +222,14 @@ class _Progress:
             stored = len(queries.reevaluated(self.engine, self.experiment_id))
             left = len(reevaluation.pending(self.engine, self.spec, self.experiment_id))
             self.bar.update(self.reevaluations, completed=stored, total=stored + left, visible=True)
-        best = {row["optimizer"]: row["trial_objective"]
-                for row in queries.best_configs(self.engine, self.spec.name, per_optimizer=True)}
+        best = {row["optimizer"]: row for row in queries.best_configs(self.engine, self.spec.name,
+                                                                        per_optimizer=True)}
         table = Table(title=f"best {self.spec.objective.name} so far", title_justify="left")
         table.add_column("optimizer")
         table.add_column("best", justify="right")
         for name in [o.name for o in self.spec.optimizers]:
-            table.add_row(name, "-" if best.get(name) is None else f"{best[name]:.4g}")
+            shown = "-" if name not in best else report.trial_objective(best[name], self.spec.objective.name)
+            table.add_row(name, shown)
         self.live.update(Group(self.bar, table))
 
 

@@ -82,26 +82,39 @@ class Ranking:
 
 def best_ranked(engine: Engine, name: str, optimizer: str | None = None, sampler: str | None = None, *,
                 per_optimizer: bool = False) -> tuple[list[dict[str, Any]], Ranking]:
-    """``queries.best_configs`` (same arguments, same rows and order), each row with its ranking
-    added: rank, runs (completed re-evaluations), mean / mean_low / mean_high, median /
-    median_low / median_high, beats_next (P(this row beats the next row), an Estimate; None on
-    the last row); and the Ranking itself."""
+    """The rows of ``queries.best_configs`` (same arguments), ranked among every row of the
+    experiment (a filter shows some of them with the ranks they have among all), in rank order
+    (the order of the mean: with repeats, the pooled mean may order two rows otherwise than the
+    view's best-repeat mean); each row with rank, runs (completed re-evaluations), mean /
+    mean_low / mean_high, median / median_low / median_high, beats_next (P(this row beats the
+    next row shown), an Estimate; None on the last row); and the Ranking of every row."""
     rows = queries.best_configs(engine, name, optimizer, sampler, per_optimizer=per_optimizer)
-    ranking = rank(engine, queries.experiment(engine, name)[0], rows)
-    for i, (row, ranked) in enumerate(zip(rows, ranking.rows, strict=True)):
-        row.update(rank=ranked.rank, runs=ranked.n, mean=ranked.mean.value, mean_low=ranked.mean.low,
-                   mean_high=ranked.mean.high, median=ranked.median.value, median_low=ranked.median.low,
-                   median_high=ranked.median.high, beats_next=None)
-        if i + 1 < len(rows) and ranked.outcomes and ranking.rows[i + 1].outcomes:
-            row["beats_next"] = ranking.improvement(ranked.label, ranking.rows[i + 1].label)
-    return rows, ranking
+    everyone = rows if optimizer is None and sampler is None else queries.best_configs(
+        engine, name, per_optimizer=per_optimizer)
+    ranking = rank(engine, queries.experiment(engine, name)[0], everyone)
+    shown = {(r["optimizer"], r["sampler"]): r for r in rows}
+    ranked = [r for r in ranking.rows if (r.optimizer, r.sampler) in shown]
+    out = []
+    for i, r in enumerate(ranked):
+        row = shown[r.optimizer, r.sampler]
+        row.update(rank=r.rank, runs=r.n, mean=r.mean.value, mean_low=r.mean.low, mean_high=r.mean.high,
+                   median=r.median.value, median_low=r.median.low, median_high=r.median.high, beats_next=None)
+        if i + 1 < len(ranked) and r.outcomes and ranked[i + 1].outcomes:
+            row["beats_next"] = ranking.improvement(r.label, ranked[i + 1].label)
+        out.append(row)
+    return out, ranking
 
 
 def rank(engine: Engine, experiment_id: int, best: list[dict[str, Any]]) -> Ranking:
-    """Rank the rows ``best`` of ``queries.best_configs`` (of experiment ``experiment_id``)."""
+    """Rank the rows ``best`` of ``queries.best_configs`` (of experiment ``experiment_id``): in the
+    order of their means (``stats.tied_ranks``); every row tied ("1-N") when a row has fewer than
+    MIN_SEEDS runs, as the note then says."""
     runs = queries.reevaluation_runs(engine, experiment_id)
-    rows = [_ranked(row, runs) for row in best]
-    labels = stats.tied_ranks([r.mean for r in rows])
+    rows = sorted((_ranked(row, runs) for row in best), key=lambda r: r.mean.value)
+    if rows and min(r.n for r in rows) < MIN_SEEDS:
+        labels = ["1" if len(rows) == 1 else f"1-{len(rows)}"] * len(rows)
+    else:
+        labels = stats.tied_ranks([r.mean for r in rows])
     rows = [Ranked(r.optimizer, r.sampler, label, r.n, r.diverged, r.mean, r.median, r.samples)
             for r, label in zip(rows, labels, strict=True)]
     improvements = []
@@ -126,6 +139,8 @@ def _ranked(row: dict[str, Any], runs: list[dict[str, Any]]) -> Ranked:
     if samples:
         mean = stats.bootstrap_interval(samples)
         median = stats.bootstrap_interval(samples, np.median)
+    elif diverged:  # every re-evaluation run diverged: worse than any objective
+        mean = median = stats.Estimate(np.inf, np.inf, np.inf)
     else:  # not re-evaluated (yet): the trial's own objective, no interval
         value = row["trial_objective"]
         mean = median = stats.Estimate(value, value, value)
@@ -137,10 +152,10 @@ def _note(rows: list[Ranked]) -> str | None:
     if not rows:
         return None
     fewest = min(r.n for r in rows)
-    if fewest < MIN_SEEDS:
+    if fewest < MIN_SEEDS:  # every row tied
         who = "some configurations were not re-evaluated" if fewest == 0 else f"a configuration has {fewest} run(s)"
-        return (f"too few re-evaluation runs to separate anything: {who}; intervals need {MIN_SEEDS} or more "
-                "(raise reevaluate in the study file and run `tuner worker` again)")
+        return (f"too few re-evaluation runs to separate anything, so every row is tied: {who}; intervals need "
+                f"{MIN_SEEDS} or more (raise reevaluate in the study file and run `tuner worker` again)")
     if len(rows) > 1 and len({r.rank for r in rows}) == 1:
         return (f"no configuration is separated from the others at {stats.CONFIDENCE:.0%} with n={fewest} runs "
                 "each: all tie (more re-evaluation seeds may separate them)")

@@ -109,6 +109,8 @@ def not_reached(final_loss: float | None) -> str:
 
 def _statistic(row: dict[str, Any], objective: str, which: str) -> str:
     """The mean or median cell: the value and its interval, or what a steps_to_target miss reached."""
+    if not row["runs"] and row["reeval_diverged"]:
+        return f"all {row['reeval_diverged']} runs diverged"
     if not row["runs"]:
         if objective == STEPS_OBJECTIVE and not reached_target(row["trial_objective"], row["trial_steps"]):
             return not_reached(row["trial_final_loss"])
@@ -126,7 +128,8 @@ def _runs(row: dict[str, Any]) -> str:
     return f"{row['runs']}{diverged}"
 
 
-def _trial(row: dict[str, Any], objective: str) -> str:
+def trial_objective(row: dict[str, Any], objective: str) -> str:
+    """A best-configs row's trial objective as shown: a number, or a steps_to_target miss as such."""
     if objective == STEPS_OBJECTIVE and not reached_target(row["trial_objective"], row["trial_steps"]):
         return not_reached(row["trial_final_loss"])
     return number(row["trial_objective"])
@@ -163,7 +166,8 @@ def best_table(rows: list[dict[str, Any]], objective: str, title: str) -> Table:
         beats = r["beats_next"]
         table.add_row(r["rank"], r["optimizer"], r["sampler"], _statistic(r, objective, "mean"),
                       _statistic(r, objective, "median"), _runs(r),
-                      "-" if beats is None else interval(beats.value, beats.low, beats.high), _trial(r, objective))
+                      "-" if beats is None else interval(beats.value, beats.low, beats.high),
+                      trial_objective(r, objective))
     return table
 
 
@@ -181,9 +185,9 @@ TUNABILITY_BUDGETS = (1, 2, 5, 10, 20, 50, 100)
 """The budgets k at which ``tuner tunability`` prints each curve (and the last, K)."""
 
 
-def tunability_tables(result: "Tunability") -> list[Table]:
+def tunability_tables(result: "Tunability", objective: str) -> list[Table]:
     """The omega summaries of each expected curve, the winner at each budget, and every curve at
-    TUNABILITY_BUDGETS."""
+    TUNABILITY_BUDGETS; for steps_to_target, a caption: values above the budget rank misses."""
     omega = Table(title="expected best of k random-search trials (Dodge et al.): omega summaries "
                         "(Sivaprasad et al.)", title_justify="left")
     for column in ("optimizer", "sampler", "one-shot (k=1)", "P(k=1 fails)", "peak (k=K)", "CPE", "CPU", "CPL"):
@@ -205,9 +209,13 @@ def tunability_tables(result: "Tunability") -> list[Table]:
     for column in ("optimizer", "sampler", "kind", *(f"k={k}" for k in budgets)):
         curves.add_column(column, overflow="fold")
     for c in result.curves:
-        cells = [interval(c.value[k - 1], c.low[k - 1], c.high[k - 1]) if k <= len(c.value) else "-"
+        cells = [("every trial failed" if np.isnan(c.value[k - 1]) else
+                  interval(c.value[k - 1], c.low[k - 1], c.high[k - 1])) if k <= len(c.value) else "-"
                  for k in budgets]
         curves.add_row(c.optimizer, c.sampler, c.kind, *cells)
+    if objective == STEPS_OBJECTIVE:
+        curves.caption = ("steps_to_target: a value above the step budget mixes misses' ranking scores "
+                          "(steps * (1 + log10(final / target))), not a step count")
     return [omega, winners, curves] if result.omega else [curves]
 
 

@@ -231,6 +231,9 @@ def parse_experiment(data: Any, source: str = "study file") -> Experiment:
         raise ConfigError(f"{source}: expected a mapping of fields (name: ..., task: ..., optimizers: ...); "
                           f"got {_kind(data)}")
     _check_plain(data, "")
+    if "in_suite" in data:
+        raise ConfigError(f"{source}: in_suite is not allowed in a study file; it is set by tuner launch of a suite "
+                          "file (see suites/algoperf_small.yaml)")
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:

@@ -102,12 +102,12 @@ def tied_ranks(estimates: Sequence[Estimate]) -> list[str]:
     return ranks
 
 
-def best_of_k_weights(trials: int, k: int) -> np.ndarray:
+def best_of_k_weights(trials: int, ks: np.ndarray) -> np.ndarray:
     """P(the best of k draws, with replacement, from K = ``trials`` sorted values is the i-th
-    smallest) for i = 1..K: (1 - (i-1)/K)^k - (1 - i/K)^k (the chance that all k draws are at rank
-    i or worse, less the chance that all are worse than i)."""
-    i = np.arange(1, trials + 1)
-    return (1.0 - (i - 1) / trials) ** k - (1.0 - i / trials) ** k
+    smallest), for i = 1..K (rows) and each k of ``ks`` (columns): (1 - (i-1)/K)^k - (1 - i/K)^k
+    (the chance that all k draws are at rank i or worse, less the chance that all are worse than i)."""
+    i = np.arange(1, trials + 1)[:, None]
+    return (1.0 - (i - 1) / trials) ** ks - (1.0 - i / trials) ** ks
 
 
 def best_of_k_curve(objectives: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,21 +127,13 @@ def best_of_k_curve(objectives: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray,
     values = np.sort(np.asarray(objectives, dtype=float), axis=-1)
     trials = values.shape[-1]
     ks = np.asarray(ks)
-    i = np.arange(1, trials + 1)[:, None]
-    weights = (1.0 - (i - 1) / trials) ** ks - (1.0 - i / trials) ** ks  # (K, len(ks))
+    weights = best_of_k_weights(trials, ks)  # (K, len(ks))
     finite = np.isfinite(values)
     failed = (trials - finite.sum(axis=-1, keepdims=True)) / trials
     all_failed = failed ** ks
     with np.errstate(invalid="ignore", divide="ignore"):
         total = np.where(finite, values, 0.0) @ weights
         return total / (1.0 - all_failed), all_failed
-
-
-def expected_best(objectives: Sequence[float], k: int) -> float:
-    """E[min of k random-search trials | one did not fail] (``best_of_k_curve``) for one k."""
-    if not len(objectives) or k < 1:
-        raise ValueError("needs observations and k >= 1")
-    return float(best_of_k_curve(np.asarray(objectives, dtype=float), np.array([k]))[0][0])
 
 
 @dataclass(frozen=True)

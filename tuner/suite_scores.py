@@ -124,8 +124,8 @@ def members(engine: Engine, suite: str) -> list[tuple[int, Experiment]]:
     missing = [name for name in names if name not in stored]
     if missing:
         raise ConfigError(f"suite {shown(suite)} has {len(missing)} of its {len(names)} experiments not in this "
-                          f"storage ({queries.shown_names(missing)}); run them: tuner launch suites/{suite}.yaml "
-                          "(its suite file)")
+                          f"storage ({queries.shown_names(missing)}); run them: tuner launch SUITE_FILE "
+                          f"(the suite file whose suite: is {shown(suite)})")
     return [stored[name] for name in names]
 
 
@@ -147,8 +147,8 @@ def scores(engine: Engine, suite: str, unit: str = "steps") -> SuiteScores:
             times[row, column] = per_solver.get(solver, np.inf)
     if unfinished:
         raise ConfigError(f"suite {shown(suite)} has experiments still running or stopped before their budget "
-                          f"(trials finished: {', '.join(unfinished)}); finish them: tuner launch suites/{suite}.yaml "
-                          "(its suite file)")
+                          f"(trials finished: {', '.join(unfinished)}); finish them: tuner launch SUITE_FILE "
+                          f"(the suite file whose suite: is {shown(suite)})")
     ratios = performance_ratios(times)
     tasks = [TaskTarget(name, spec.task.name, target_series(spec.task.name), spec.in_suite.target)
              for name, (_, spec) in zip(first.in_suite.tasks, experiments, strict=True)]

@@ -12,9 +12,11 @@
     winners     for each sampler with expected curves: which optimizer has the lowest expected
                 best at each k, as ranges of k; a crossover is where the winner changes
 
-Objectives are minimised; a steps_to_target miss keeps its ranking score (``records.reached_target``).
+Objectives are minimised; a diverged or pruned trial counts as +inf (failed). Under steps_to_target a
+value above the step budget is a miss's ranking score (``records.target_score``), not a step count.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +100,9 @@ def tunability(engine: Engine, name: str) -> Tunability:
 
 def expected_curve(optimizer: str, sampler: str, strata: list[np.ndarray]) -> Curve:
     """E[best of k] for k = 1 .. the longest repeat's trials, from every repeat's trials pooled,
-    with the percentile band of BAND_RESAMPLES resamples (each repeat resampled on its own)."""
+    with the percentile band of BAND_RESAMPLES resamples (each repeat resampled on its own; a
+    resample in which every trial failed counts as the worst finite objective). NaN where every
+    trial failed."""
     from scipy.stats import bootstrap
 
     pooled = np.concatenate(strata)
@@ -107,12 +111,17 @@ def expected_curve(optimizer: str, sampler: str, strata: list[np.ndarray]) -> Cu
     if len(pooled) < 2 or np.all(pooled == pooled[0]):
         return Curve(optimizer, sampler, "expected", value, value, value, failed)
 
+    finite = pooled[np.isfinite(pooled)]
+    worst = finite.max() if len(finite) else np.nan
+
     def curve(*samples: np.ndarray, axis: int) -> np.ndarray:
         expected, _ = stats.best_of_k_curve(np.concatenate(samples, axis=axis), ks)
-        return np.moveaxis(expected, -1, 0)
+        return np.moveaxis(np.where(np.isnan(expected), worst, expected), -1, 0)
 
-    band = bootstrap(strata, curve, axis=-1, vectorized=True, paired=False, confidence_level=stats.CONFIDENCE,
-                     n_resamples=BAND_RESAMPLES, method="percentile", random_state=np.random.default_rng(0))
+    with warnings.catch_warnings():  # scipy warns of resamples of one value; those have no spread to give
+        warnings.simplefilter("ignore")
+        band = bootstrap(strata, curve, axis=-1, vectorized=True, paired=False, confidence_level=stats.CONFIDENCE,
+                         n_resamples=BAND_RESAMPLES, method="percentile", random_state=np.random.default_rng(0))
     low, high = band.confidence_interval
     return Curve(optimizer, sampler, "expected", value, np.fmin(low, value), np.fmax(high, value), failed)
 

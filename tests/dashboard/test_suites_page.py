@@ -77,7 +77,7 @@ def test_suites_explains_a_suite_not_finished(monkeypatch, tmp_path) -> None:
     app = open_suites(monkeypatch, url, "fast/quad")
     assert app.info[0].value == code(
         "suite 'fast' has experiments still running or stopped before their budget (trials finished: fast/quad 0 of "
-        "8, fast/soft 0 of 8); finish them: tuner launch suites/fast.yaml (its suite file)")
+        "8, fast/soft 0 of 8); finish them: tuner launch SUITE_FILE (the suite file whose suite: is 'fast')")
     assert not app.get("plotly_chart")
 
 
