@@ -57,6 +57,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def checked_url(value: str | None) -> str | None:
+    """A file's ``storage:``: a URL tuner can use (``urls.check_url``), or None."""
+    if value is not None:
+        check_url(value)
+    return value
+
+
 def _named(value: Any) -> Any:
     """Allow ``adam`` as shorthand for ``{name: adam}``."""
     return {"name": value} if isinstance(value, str) else value
@@ -149,12 +156,7 @@ class Experiment(_Strict):
             raise ValueError(f"name={shown(value)} starts or ends with a space; allowed: a name without")
         return value
 
-    @field_validator("storage")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_url(value)
-        return value
+    _url = field_validator("storage")(checked_url)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Experiment":

@@ -43,9 +43,9 @@ from tuner.spec import (
     _kind,
     _named,
     _Strict,
+    checked_url,
 )
 from tuner.tasks import is_synthetic
-from tuner.urls import check_url
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "letters, digits, '_', '.' and '-' (a letter or digit first), at most 64 characters"
@@ -129,12 +129,7 @@ class Suite(_Strict):
     )
     _suite_name = field_validator("suite")(_check_name)
 
-    @field_validator("storage")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_url(value)
-        return value
+    _url = field_validator("storage")(checked_url)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Suite":
