@@ -100,7 +100,8 @@ def _label(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
-def _rgba(colour: str, alpha: float) -> str:
+def rgba(colour: str, alpha: float) -> str:
+    """``#rrggbb`` as a CSS ``rgba(...)`` with opacity ``alpha`` (bands under lines)."""
     colour = colour.lstrip("#")
     r, g, b = (int(colour[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
@@ -125,7 +126,7 @@ def _band_traces(figure: go.Figure, frame: pd.DataFrame, name: str, colour: str,
     figure.add_trace(go.Scatter(x=frame["x"], y=frame["hi"], mode="lines", line={"width": 0}, hoverinfo="skip",
                                 showlegend=False, legendgroup=name, name=name), **where)
     figure.add_trace(go.Scatter(x=frame["x"], y=frame["lo"], mode="lines", line={"width": 0}, fill="tonexty",
-                                fillcolor=_rgba(colour, 0.18), hoverinfo="skip", showlegend=False, legendgroup=name,
+                                fillcolor=rgba(colour, 0.18), hoverinfo="skip", showlegend=False, legendgroup=name,
                                 name=name), **where)
     figure.add_trace(go.Scatter(x=frame["x"], y=frame["median"], mode="lines",
                                 line={"color": colour, "width": 2, "dash": dash}, name=name, legendgroup=name,

@@ -19,7 +19,7 @@ def ranking_figure(rows: pd.DataFrame, objective: str) -> go.Figure:
     for label, r in zip(labels, rows.itertuples(), strict=True):
         figure.add_trace(go.Scatter(
             x=[r.mean], y=[label], mode="markers", name=label, showlegend=False,
-            marker={"color": charts.PALETTE.get(r.optimizer), "size": 10},
+            marker={"color": charts.style(r.optimizer).colour, "size": 10},
             error_x={"type": "data", "symmetric": False, "array": [r.mean_high - r.mean],
                      "arrayminus": [r.mean - r.mean_low]},
             hovertemplate=f"{label}<br>mean %{{x:.4g}} [{r.mean_low:.4g}, {r.mean_high:.4g}]<extra></extra>"))
@@ -57,12 +57,12 @@ def tunability_figure(result: Tunability, *, log_y: bool) -> go.Figure:
     random-search winner changes (a crossover), labelled with the new winner."""
     figure = go.Figure()
     for c in result.curves:
-        colour = charts.PALETTE.get(c.optimizer, "#444")
+        colour = charts.style(c.optimizer).colour
         name = f"{c.optimizer}/{c.sampler}"
         if c.kind == "expected" and (c.low != c.high).any():
             figure.add_trace(go.Scatter(x=np.r_[c.k, c.k[::-1]], y=np.r_[c.high, c.low[::-1]], mode="lines",
                                         fill="toself",
-                                        fillcolor=charts._rgba(colour, 0.12), line={"width": 0}, hoverinfo="skip",
+                                        fillcolor=charts.rgba(colour, 0.12), line={"width": 0}, hoverinfo="skip",
                                         showlegend=False, legendgroup=name))
         figure.add_trace(go.Scatter(x=c.k, y=c.value, mode="lines", name=name, legendgroup=name,
                                     line={"color": colour, "dash": "solid" if c.kind == "expected" else "dash"},
