@@ -32,11 +32,13 @@ class Budget:
     epochs: int
     eval_every: int
     synthetic: bool
+    patience: int | None = None
 
     @classmethod
     def of(cls, spec: Experiment) -> "Budget":
         synthetic = is_synthetic(spec.task.name)
-        return cls(spec.budget.steps if synthetic else spec.budget.epochs, spec.budget.eval_every, synthetic)
+        return cls(spec.budget.steps if synthetic else spec.budget.epochs, spec.budget.eval_every, synthetic,
+                   spec.budget.patience)
 
     def total_steps(self, task: Task, batch_size: int) -> int:
         return self.epochs * (1 if self.synthetic else task.steps_per_epoch(batch_size))
@@ -53,31 +55,34 @@ def run_config(task: Task, config: dict[str, Any], budget: Budget, seed: int,
     """Train ``config`` (as ``configure`` made it) on ``task`` from ``seed``."""
     optimizer, schedule = instantiate(config)
     return train(task, optimizer, schedule, epochs=budget.epochs, batch_size=config.get("batch_size", 1),
-                 seed=seed, eval_every=budget.eval_every, on_eval=on_eval)
+                 seed=seed, eval_every=budget.eval_every, on_eval=on_eval, patience=budget.patience)
 
 
 def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str, Any], seed: int,
               kind: str) -> RunRecord:
-    """The run's row and curves; the objective is None unless the run completed."""
+    """The run's row and curves; the objective is None unless the run completed. The final
+    evaluation is the last one, or the best one when early stopping ended the run."""
     budget = Budget.of(spec)
     train_loss = result.train_loss
     record = RunRecord(kind=kind, seed=seed, state=COMPLETE, params=config, wall_time=result.wall_time,
                        steps=result.steps, samples=result.samples, diverged_at=result.diverged_at)
+    final = result.summary_eval
     if budget.synthetic:
         finals = np.asarray(result.evals.get("loss", [np.nan]))
-        record.final_train_loss = finite(finals[-1])
+        record.final_train_loss = finite(finals[final])
         record.best_train_loss = finite(np.nanmin(train_loss)) if len(train_loss) else None
     else:
         full_batch = OPTIMIZERS[config["optimizer"]].full_batch
         per_epoch = 1 if full_batch else task.steps_per_epoch(config.get("batch_size", 1))
         full = len(train_loss) // per_epoch * per_epoch
         epoch_means = train_loss[:full].reshape(-1, per_epoch).mean(axis=1) if full else np.array([np.nan])
-        record.final_train_loss = finite(epoch_means[-1])
+        last_epoch = result.eval_steps[final] // per_epoch - 1 if result.early_stopped else -1
+        record.final_train_loss = finite(epoch_means[last_epoch])
         record.best_train_loss = finite(np.nanmin(epoch_means)) if np.isfinite(epoch_means).any() else None
         if result.evals.get("val_loss"):
-            record.final_val_loss = finite(result.evals["val_loss"][-1])
+            record.final_val_loss = finite(result.evals["val_loss"][final])
             record.best_val_loss = finite(min(result.evals["val_loss"]))
-            record.final_val_accuracy = finite(result.evals["val_accuracy"][-1])
+            record.final_val_accuracy = finite(result.evals["val_accuracy"][final])
     record.curves = _curves(result)
     if result.diverged:
         record.state = DIVERGED

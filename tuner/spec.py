@@ -96,6 +96,9 @@ class Budget(_Strict):
     epochs: int | None = Field(None, gt=0, le=100_000)
     steps: int | None = Field(None, gt=0, le=100_000_000)
     eval_every: int = Field(1, gt=0, description="epochs (data tasks) or steps (synthetic) between evaluations")
+    patience: int | None = Field(None, gt=0, le=100_000, description=(
+        "early stopping: evaluations without a new best validation loss (loss on synthetic tasks) "
+        "before a run stops, complete, judged at its best evaluation; off when unset"))
 
 
 class ObjectiveSpec(_Strict):

@@ -1,8 +1,12 @@
 """One training run: task + optimizer + schedule -> curves. The hot loop does no I/O.
 
 The per-step training loss goes into a preallocated array; evaluation, the divergence
-check's bookkeeping and the caller's ``on_eval`` hook (reporting, pruning) run once every
-``eval_every`` epochs. Synthetic tasks have one step per epoch.
+check's bookkeeping, early stopping and the caller's ``on_eval`` hook (reporting, pruning) run
+once every ``eval_every`` epochs. Synthetic tasks have one step per epoch.
+
+Evaluation reads ``optimizer.eval_params``: the parameters, or their average (Polyak, EMA), or a
+schedule-free rule's ``x`` (its ``eval()`` mode); training goes on from the trained parameters,
+so the train/eval switch costs one read and no copy.
 """
 
 import math
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tuner.optim import LBFGS
+from tuner.optim import LBFGS, Optimizer
 from tuner.schedules import Schedule
 from tuner.tasks import Task
 
@@ -33,10 +37,17 @@ class RunResult:
     wall_time: float = 0.0
     diverged_at: int | None = None
     stopped_early: bool = False
+    early_stopped: bool = False
+    best_eval: int | None = None
 
     @property
     def diverged(self) -> bool:
         return self.diverged_at is not None
+
+    @property
+    def summary_eval(self) -> int:
+        """The evaluation a run is judged at: the best one when early stopping ended it, else the last."""
+        return self.best_eval if self.early_stopped and self.best_eval is not None else -1
 
 
 def train(
@@ -50,11 +61,14 @@ def train(
     eval_every: int = 1,
     on_eval: OnEval | None = None,
     divergence_factor: float = 100.0,
+    patience: int | None = None,
 ) -> RunResult:
     """Train from ``task.init_params(seed)`` for ``epochs`` epochs (full-batch iterations for L-BFGS).
 
     A loss that is not finite or exceeds ``divergence_factor`` times the first loss ends the
-    run with ``diverged_at`` set to that step.
+    run with ``diverged_at`` set to that step. With ``patience`` (first-order optimizers), a run
+    whose monitored metric (``val_loss``, or ``loss`` on synthetic tasks) has not improved on its
+    best for ``patience`` evaluations stops, complete, with ``early_stopped`` and ``best_eval`` set.
     """
     params = task.init_params(seed)
     grad = np.empty_like(params)
@@ -65,8 +79,8 @@ def train(
             result = _train_lbfgs(task, optimizer, params, grad, epochs, eval_every, on_eval, start)
         else:
             result = _train_first_order(
-                task, optimizer, schedule, params, grad, rng, epochs, batch_size, eval_every, on_eval,
-                divergence_factor, start,
+                task, optimizer.bind(task), schedule, params, grad, rng, epochs, batch_size, eval_every, on_eval,
+                divergence_factor, patience, start,
             )
     result.wall_time = time.perf_counter() - start
     return result
@@ -83,7 +97,7 @@ def _record(result: RunResult, task: Task, params: np.ndarray, step: int, start:
 
 def _train_first_order(
     task: Task,
-    optimizer,
+    optimizer: Optimizer,
     schedule: Schedule | None,
     params: np.ndarray,
     grad: np.ndarray,
@@ -93,6 +107,7 @@ def _train_first_order(
     eval_every: int,
     on_eval: OnEval | None,
     divergence_factor: float,
+    patience: int | None,
     start: float,
 ) -> RunResult:
     if schedule is None:
@@ -106,6 +121,8 @@ def _train_first_order(
     update = optimizer.update
     limit = math.inf
     step = 0
+    monitored = "val_loss" if "val_loss" in task.metrics else "loss"
+    best = math.inf
     for epoch in range(1, epochs + 1):
         for batch in task.batches(batch_size, rng):
             loss = task.loss_and_grad(params, batch, grad)
@@ -121,12 +138,17 @@ def _train_first_order(
         if result.diverged_at is not None:
             break
         if epoch % eval_every == 0 or epoch == epochs:
-            metrics = _record(result, task, params, step, start)
+            metrics = _record(result, task, optimizer.eval_params(params, state), step, start)
             if not all(math.isfinite(v) for v in metrics.values()):
                 result.diverged_at = step
                 break
             if on_eval is not None and on_eval(epoch, step, metrics):
                 result.stopped_early = True
+                break
+            if metrics[monitored] < best:
+                best, result.best_eval = metrics[monitored], len(result.eval_steps) - 1
+            elif patience is not None and len(result.eval_steps) - 1 - result.best_eval >= patience:
+                result.early_stopped = True
                 break
     result.steps = step
     result.train_loss = losses[: step + (result.diverged_at is not None)]

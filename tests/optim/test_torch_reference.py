@@ -1,12 +1,10 @@
 """Step-by-step agreement with torch.optim on a fixed sequence of random gradients."""
 
-from dataclasses import asdict
-
 import numpy as np
 import pytest
 
 from tests.conftest import optional_torch
-from tuner.optim import make_optimizer
+from tuner.optim import OPTIMIZERS, make_optimizer
 
 STEPS = 200
 DIM = 37
@@ -55,7 +53,8 @@ def trajectories(name: str, options: dict, dtype: str) -> tuple[np.ndarray, np.n
 
     torch_dtype = getattr(torch, dtype)
     tp = torch.tensor(p0, dtype=torch_dtype, requires_grad=True)
-    reference = getattr(torch.optim, TORCH_CLASS[name])([tp], lr=float(lrs[0]), foreach=False, **asdict(optimizer))
+    arguments = {**OPTIMIZERS[name].defaults, **options, **OPTIMIZERS[name].variant}
+    reference = getattr(torch.optim, TORCH_CLASS[name])([tp], lr=float(lrs[0]), foreach=False, **arguments)
     theirs = np.empty((STEPS, DIM))
     for k in range(STEPS):
         tp.grad = torch.tensor(grads[k], dtype=torch_dtype)

@@ -4,6 +4,7 @@ import pytest
 
 from tuner import ConfigError
 from tuner.optim import OPTIMIZERS, make_optimizer
+from tuner.optim.transforms import WeightDecay
 
 BAD = [
     ("adam", {"betas": (1.0, 0.999)}, r"betas\[0\]=1.0 .*\[0, 1\)"),
@@ -20,8 +21,8 @@ BAD = [
     ("adagrad", {"initial_accumulator_value": -1.0}, r"initial_accumulator_value=-1.0"),
     ("adagrad", {"lr_decay": float("nan")}, r"lr_decay=\.nan is not allowed; allowed: a finite number"),
     ("lbfgs", {"history_size": 0}, r"history_size=0 .*integer in \[1, 1000\]"),
-    ("sgd", {"momentum": 0.9}, r"unknown option 'momentum' for optimizer 'sgd'; allowed: weight_decay"),
-    ("adam", {"lr": 0.1}, r"unknown option 'lr' .*allowed: amsgrad, betas, eps, weight_decay"),
+    ("sgd", {"momentum": 0.9}, r"unknown option 'momentum' for optimizer 'sgd'; allowed: clip_grad_norm, clip_grad_value, ema_decay, polyak_start, weight_decay"),
+    ("adam", {"lr": 0.1}, r"unknown option 'lr' .*allowed: amsgrad, betas, clip_grad_norm, clip_grad_value, ema_decay, eps, polyak_start, weight_decay"),
     ("adamax", {}, r"optimizer='adamax' is unknown; allowed: sgd, momentum, nesterov"),
 ]
 
@@ -40,5 +41,6 @@ def test_config_error_is_a_value_error() -> None:
 def test_every_registered_optimizer_builds_with_defaults() -> None:
     for name in OPTIMIZERS:
         make_optimizer(name)
-    assert make_optimizer("adamw").weight_decay == 1e-2
-    assert make_optimizer("nesterov").nesterov is True
+    assert make_optimizer("adamw").decay == WeightDecay(1e-2, coupled=False)
+    assert make_optimizer("adam").decay == WeightDecay(0.0, coupled=True)
+    assert make_optimizer("nesterov").rule.nesterov is True

@@ -12,45 +12,37 @@ class AdagradState:
     """Sum of squared gradients ``s``, scratch space and the step count."""
 
     sum_sq: np.ndarray
-    decayed: np.ndarray
     scratch: np.ndarray
     t: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Adagrad:
-    """AdaGrad as torch.optim.Adagrad computes it (eps outside the square root).
+    """AdaGrad as torch.optim.Adagrad computes it (eps outside the square root; weight decay:
+    ``transforms.WeightDecay``, coupled).
 
-    g = g + weight_decay * p
     clr = lr / (1 + (t - 1) * lr_decay)
     s = s + g * g                    (s starts at initial_accumulator_value)
     p = p - clr * g / (sqrt(s) + eps)
     """
 
     lr_decay: float = 0.0
-    weight_decay: float = 0.0
     initial_accumulator_value: float = 0.0
     eps: float = 1e-10
 
     def __post_init__(self) -> None:
         check_range("lr_decay", self.lr_decay, 0.0)
-        check_range("weight_decay", self.weight_decay, 0.0)
         check_range("initial_accumulator_value", self.initial_accumulator_value, 0.0)
         check_range("eps", self.eps, 0.0)
 
     def init(self, params: np.ndarray) -> AdagradState:
         return AdagradState(
             sum_sq=np.full_like(params, self.initial_accumulator_value),
-            decayed=np.empty_like(params),
             scratch=np.empty_like(params),
         )
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdagradState) -> None:
         g = grad
-        if self.weight_decay:
-            np.multiply(params, self.weight_decay, out=state.decayed)
-            state.decayed += grad
-            g = state.decayed
         state.t += 1
         clr = lr / (1.0 + (state.t - 1) * self.lr_decay)
         tmp = state.scratch

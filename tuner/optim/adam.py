@@ -1,4 +1,4 @@
-"""Adam (optionally AMSGrad) and AdamW (torch.optim.Adam, torch.optim.AdamW)."""
+"""Adam, optionally AMSGrad (torch.optim.Adam; AdamW is this rule with decoupled weight decay)."""
 
 import math
 from dataclasses import dataclass
@@ -16,12 +16,12 @@ class AdamState:
     exp_avg: np.ndarray
     exp_avg_sq: np.ndarray
     max_exp_avg_sq: np.ndarray | None
-    decayed: np.ndarray
     scratch: np.ndarray
     t: int = 0
 
 
-def _check_betas(betas: tuple[float, float]) -> None:
+def check_betas(betas: tuple[float, float]) -> None:
+    """A pair (beta1, beta2), each in [0, 1); ConfigError naming ``betas[i]`` otherwise."""
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in [0, 1)")
     check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
@@ -30,9 +30,9 @@ def _check_betas(betas: tuple[float, float]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Adam:
-    """Adam as torch.optim.Adam computes it (coupled L2 weight decay).
+    """Adam as torch.optim.Adam computes it. Weight decay is ``transforms.WeightDecay``: coupled
+    (L2) for torch.optim.Adam, decoupled (p = p * (1 - lr * weight_decay) first) for AdamW.
 
-    g = g + weight_decay * p
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     vmax = max(vmax, v)                          (amsgrad)
@@ -42,37 +42,25 @@ class Adam:
 
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    weight_decay: float = 0.0
     amsgrad: bool = False
 
     def __post_init__(self) -> None:
-        _check_betas(self.betas)
+        check_betas(self.betas)
         object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
         check_range("eps", self.eps, 0.0)
-        check_range("weight_decay", self.weight_decay, 0.0)
         check_bool("amsgrad", self.amsgrad)
-
-    decoupled = False
 
     def init(self, params: np.ndarray) -> AdamState:
         return AdamState(
             exp_avg=np.zeros_like(params),
             exp_avg_sq=np.zeros_like(params),
             max_exp_avg_sq=np.zeros_like(params) if self.amsgrad else None,
-            decayed=np.empty_like(params),
             scratch=np.empty_like(params),
         )
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdamState) -> None:
         b1, b2 = self.betas
         g = grad
-        if self.weight_decay:
-            if self.decoupled:
-                params *= 1.0 - lr * self.weight_decay
-            else:
-                np.multiply(params, self.weight_decay, out=state.decayed)
-                state.decayed += grad
-                g = state.decayed
         state.t += 1
         tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
         m *= b1
@@ -91,14 +79,3 @@ class Adam:
         np.divide(m, tmp, out=tmp)
         tmp *= lr / (1.0 - b1**state.t)
         params -= tmp
-
-
-@dataclass(frozen=True, slots=True)
-class AdamW(Adam):
-    """AdamW as torch.optim.AdamW computes it: Adam without the L2 term, and before each step
-
-    p = p * (1 - lr * weight_decay)              (decoupled weight decay)
-    """
-
-    weight_decay: float = 1e-2
-    decoupled = True

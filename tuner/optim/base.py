@@ -1,4 +1,4 @@
-"""The protocol every first-order optimizer follows, and shared validation."""
+"""The protocol every first-order update rule follows, and shared validation."""
 
 from typing import Any, Protocol
 
@@ -7,12 +7,18 @@ import numpy as np
 from tuner.errors import ConfigError, shown
 
 
-class FirstOrderOptimizer(Protocol):
-    """An update rule. Hyperparameters are fixed and validated at construction.
+class Rule(Protocol):
+    """An update rule, without weight decay, clipping or averaging (``tuner.optim.transforms``
+    composes those around it). Hyperparameters are fixed and validated at construction.
 
     ``init`` allocates the state (moment buffers and scratch space) once; ``update`` then
-    changes ``params`` and ``state`` in place and allocates nothing. The learning rate is
-    passed to every ``update`` because schedules change it; an optimizer never stores it.
+    changes ``params`` and ``state`` in place, allocates nothing and leaves ``grad`` unchanged.
+    The learning rate is passed to every ``update`` because schedules change it; a rule never
+    stores it.
+
+    Optional: ``eval_params(params, state) -> ndarray`` when the rule is evaluated elsewhere than
+    at the parameters it trains (schedule-free's averaged ``x``; the result may be a state
+    buffer), and ``bind(task) -> Rule`` when it needs the task's layout (Muon's weight matrices).
     """
 
     def init(self, params: np.ndarray) -> Any: ...

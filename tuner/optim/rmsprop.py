@@ -15,16 +15,14 @@ class RMSpropState:
     square_avg: np.ndarray
     grad_avg: np.ndarray | None
     buf: np.ndarray | None
-    decayed: np.ndarray
     scratch: np.ndarray
     t: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class RMSprop:
-    """RMSProp as torch.optim.RMSprop computes it.
+    """RMSProp as torch.optim.RMSprop computes it (weight decay: ``transforms.WeightDecay``, coupled).
 
-    g = g + weight_decay * p
     v = alpha * v + (1 - alpha) * g * g
     centered: a = alpha * a + (1 - alpha) * g;  d = sqrt(v - a * a) + eps
     else:     d = sqrt(v) + eps
@@ -34,14 +32,12 @@ class RMSprop:
 
     alpha: float = 0.99
     eps: float = 1e-8
-    weight_decay: float = 0.0
     momentum: float = 0.0
     centered: bool = False
 
     def __post_init__(self) -> None:
         check_range("alpha", self.alpha, 0.0, 1.0, high_open=True)
         check_range("eps", self.eps, 0.0)
-        check_range("weight_decay", self.weight_decay, 0.0)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_bool("centered", self.centered)
 
@@ -50,16 +46,11 @@ class RMSprop:
             square_avg=np.zeros_like(params),
             grad_avg=np.zeros_like(params) if self.centered else None,
             buf=np.zeros_like(params) if self.momentum > 0 else None,
-            decayed=np.empty_like(params),
             scratch=np.empty_like(params),
         )
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: RMSpropState) -> None:
         g = grad
-        if self.weight_decay:
-            np.multiply(params, self.weight_decay, out=state.decayed)
-            state.decayed += grad
-            g = state.decayed
         tmp = state.scratch
         v = state.square_avg
         v *= self.alpha

@@ -13,16 +13,14 @@ class SGDState:
     """Momentum buffer ``b`` (None without momentum), scratch space and the step count."""
 
     buf: np.ndarray | None
-    decayed: np.ndarray
     scratch: np.ndarray
     t: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SGD:
-    """SGD as torch.optim.SGD computes it.
+    """SGD as torch.optim.SGD computes it (weight decay: ``transforms.WeightDecay``, coupled).
 
-    g = g + weight_decay * p
     if momentum != 0:
         b = g                                    at t = 1
         b = momentum * b + (1 - dampening) * g   after
@@ -32,13 +30,11 @@ class SGD:
 
     momentum: float = 0.0
     dampening: float = 0.0
-    weight_decay: float = 0.0
     nesterov: bool = False
 
     def __post_init__(self) -> None:
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("dampening", self.dampening, 0.0, 1.0)
-        check_range("weight_decay", self.weight_decay, 0.0)
         check_bool("nesterov", self.nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError(
@@ -48,14 +44,10 @@ class SGD:
 
     def init(self, params: np.ndarray) -> SGDState:
         buf = np.zeros_like(params) if self.momentum else None
-        return SGDState(buf=buf, decayed=np.empty_like(params), scratch=np.empty_like(params))
+        return SGDState(buf=buf, scratch=np.empty_like(params))
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: SGDState) -> None:
         g = grad
-        if self.weight_decay:
-            np.multiply(params, self.weight_decay, out=state.decayed)
-            state.decayed += grad
-            g = state.decayed
         tmp = state.scratch
         if self.momentum:
             b = state.buf

@@ -2,12 +2,30 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Batch = Any
 """Whatever a task's ``batches`` yields and its ``loss_and_grad`` accepts."""
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A weight matrix inside the flat parameters: ``flat[offset : offset + rows * cols]`` read
+    row-major as (rows, cols). torch's weight of the same layer (nn.Linear's (out, in)) is that
+    matrix, or its transpose when ``transposed``."""
+
+    offset: int
+    rows: int
+    cols: int
+    transposed: bool = False
+
+    def view(self, flat: "np.ndarray") -> "np.ndarray":
+        """The matrix in torch's orientation, as a view into ``flat``."""
+        matrix = flat[self.offset : self.offset + self.rows * self.cols].reshape(self.rows, self.cols)
+        return matrix.T if self.transposed else matrix
 
 
 class Task(ABC):
@@ -22,6 +40,9 @@ class Task(ABC):
     dtype: np.dtype
     metrics: tuple[str, ...]
     """Keys of ``evaluate``'s result."""
+    matrices: tuple[Matrix, ...] = ()
+    """The weight matrices in the flat parameters (Muon orthogonalises their updates); the other
+    parameters (biases, synthetic tasks' coordinates) are vectors."""
 
     @abstractmethod
     def init_params(self, seed: int) -> np.ndarray:

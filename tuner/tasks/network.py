@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tuner.tasks.base import Task
+from tuner.tasks.base import Matrix, Task
 from tuner.tasks.data import DataOptions, load_dataset
 
 
@@ -45,6 +45,8 @@ class NetworkTask(Task):
         self.n_weights = sum(i * o for i, o in pairs)
         self.dim = self.n_weights + sum(o for _, o in pairs)
         self._shapes = pairs
+        offsets = np.cumsum([0] + [i * o for i, o in pairs])
+        self.matrices = tuple(Matrix(int(at), i, o, transposed=True) for at, (i, o) in zip(offsets, pairs, strict=False))
         self._targets = head.encode(data.y_train, data.n_classes, self.dtype)
         self._val_targets = head.encode(data.y_val, data.n_classes, self.dtype)
         self._epoch_x = np.empty_like(data.x_train)
