@@ -11,6 +11,16 @@ from typing import Any
 import numpy as np
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+"""A parameter's ``fixed`` value when it is left out of the configuration: the optimizer's default
+applies, or the technique it turns on (clipping, averaging) is off. A study file sets it with null."""
+
+
 @dataclass(frozen=True)
 class Param:
     """One dimension of a search space; ``fixed`` set means it is not searched."""
@@ -29,6 +39,10 @@ class Param:
     @property
     def searched(self) -> bool:
         return self.fixed is None
+
+    @property
+    def absent(self) -> bool:
+        return self.fixed is ABSENT
 
     @property
     def optuna_name(self) -> str:

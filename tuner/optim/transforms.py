@@ -69,11 +69,12 @@ class Average:
 
 @dataclass(slots=True)
 class OptimizerState:
-    """The rule's state plus the transforms' buffers: a scratch gradient (clipping, coupled decay),
-    the average, its scratch and how many steps it holds, and the step count."""
+    """The rule's state plus the transforms' buffers: the clipped gradient, the gradient with
+    coupled decay, the average, its scratch and how many steps it holds, and the step count."""
 
     rule: Any
-    grad: np.ndarray | None
+    clipped: np.ndarray | None
+    decayed: np.ndarray | None
     average: np.ndarray | None
     scratch: np.ndarray | None
     averaged: int = 0
@@ -101,10 +102,11 @@ class Optimizer:
         return Optimizer(self.rule.bind(task), self.decay, self.clip, self.average)
 
     def init(self, params: np.ndarray) -> OptimizerState:
-        scratch = self.clip is not None or (self.decay is not None and self.decay.coupled and self.decay.rate > 0)
+        coupled = self.decay is not None and self.decay.coupled and self.decay.rate > 0
         return OptimizerState(
             rule=self.rule.init(params),
-            grad=np.empty_like(params) if scratch else None,
+            clipped=np.empty_like(params) if self.clip is not None else None,
+            decayed=np.empty_like(params) if coupled else None,
             average=np.empty_like(params) if self.average is not None else None,
             scratch=np.empty_like(params) if self.average is not None else None,
         )
@@ -112,13 +114,13 @@ class Optimizer:
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: OptimizerState) -> None:
         g = grad
         if self.clip is not None:
-            g = self._clip(g, state.grad)
+            g = self._clip(g, state.clipped)
         decay = self.decay
         if decay is not None and decay.rate:
             if decay.coupled:
-                np.multiply(params, decay.rate, out=state.grad)
-                state.grad += g
-                g = state.grad
+                np.multiply(params, decay.rate, out=state.decayed)
+                state.decayed += g
+                g = state.decayed
             else:
                 params *= 1.0 - lr * decay.rate
         self.rule.update(params, g, lr, state.rule)
