@@ -110,3 +110,46 @@ def test_spaces_and_schedule_choices_come_from_the_registries() -> None:
             assert space["schedule"].choices == tuple(SCHEDULES)
             assert space["lr"].log
     assert {p.schedule for p in SCHEDULE_PARAMS} <= set(SCHEDULES)
+
+
+TECHNIQUES = ("clip_grad_norm", "clip_grad_value", "ema_decay", "polyak_from")
+
+
+def test_clipping_and_averaging_are_off_unless_a_study_file_opens_them() -> None:
+    names = [p.name for p in resolve("adam", {}, data_task=True, where="space")]
+    assert not set(TECHNIQUES) & set(names)
+    assert "clip_grad_norm" not in to_config("adam", sample("adam", {}, n=1)[0][0], 100)
+
+
+def test_opened_techniques_are_sampled_on_their_scales_and_converted() -> None:
+    overrides = {"clip_grad_norm": {"low": 0.1, "high": 10.0}, "ema_decay": {"low": 0.9, "high": 0.999}}
+    for values, params in sample("momentum", overrides):
+        assert 0.1 <= values["clip_grad_norm"] <= 10.0 and values["ema_decay"] == pytest.approx(1 - params["one_minus_ema_decay"])
+    space = {p.name: p for p in resolve("momentum", overrides, data_task=True, where="space")}
+    assert space["clip_grad_norm"].log and space["ema_decay"].one_minus
+    values = {"lr": 0.1, "momentum": 0.9, "schedule": "constant", "polyak_from": 0.25, "clip_grad_value": 0.5}
+    config = to_config("momentum", values, 400)
+    assert config["polyak_start"] == 100 and config["clip_grad_value"] == 0.5 and "polyak_from" not in config
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"clip_grad_norm": 1.0, "clip_grad_value": {"low": 0.1, "high": 1.0}}, "clip_grad_norm and clip_grad_value"),
+    ({"ema_decay": 0.99, "polyak_from": 0.5}, "ema_decay and polyak_from"),
+    ({"clip_grad_norm": 0.0}, r"space.clip_grad_norm=0.0 is not allowed"),
+    ({"ema_decay": {"low": 0.9, "high": 1.0}}, r"space.ema_decay.high=1.0 is not allowed"),
+    ({"polyak_from": 1.0}, r"space.polyak_from=1.0 is not allowed"),
+])
+def test_technique_overrides_that_could_fail_a_trial_are_refused(overrides: dict, message: str) -> None:
+    from tuner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        resolve("adam", overrides, data_task=True, where="space")
+
+
+def test_configurations_with_techniques_train() -> None:
+    task = make_task("softmax")
+    budget = Budget(epochs=2, eval_every=1, synthetic=False)
+    overrides = {"clip_grad_norm": {"low": 0.1, "high": 10.0}, "polyak_from": {"low": 0.0, "high": 0.5, "log": False}}
+    for values, _ in sample("adam", overrides, n=3):
+        run = run_config(task, configure("adam", values, task, budget), budget, seed=0)
+        assert len(run.evals["val_loss"]) == 2 and not run.diverged

@@ -151,3 +151,20 @@ def test_techniques_are_not_options_of_lbfgs() -> None:
 
     with pytest.raises(ConfigError, match="unknown option 'clip_grad_norm'"):
         make_optimizer("lbfgs", clip_grad_norm=1.0)
+
+
+@pytest.mark.parametrize("options", [{"clip_grad_norm": 0.5, "ema_decay": 0.99}, {"clip_grad_value": 0.1, "polyak_start": 7}])
+def test_torch_snippet_clips_and_averages_the_same_way(options: dict) -> None:
+    from tuner.snippets import torch_snippet
+
+    torch = optional_torch()
+    config = {"optimizer": "adam", "lr": 0.01, "schedule": {"kind": "constant"}, **options}
+    code = torch_snippet(config)
+    scope = {"model": torch.nn.Linear(3, 1)}
+    exec(code, scope)  # the snippet as a user pastes it
+    assert isinstance(scope["averaged"], torch.optim.swa_utils.AveragedModel)
+    assert set(scope["optimizer"].param_groups[0]) >= {"lr", "betas"} and "ema_decay" not in code.split("Adam(")[1].split(")")[0]
+    if "clip_grad_norm" in options:
+        assert "clip_grad_norm_(model.parameters(), max_norm=0.5)" in code and "get_ema_multi_avg_fn(0.99)" in code
+    else:
+        assert "clip_grad_value_(model.parameters(), clip_value=0.1)" in code and "if k > 7" in code
