@@ -13,6 +13,16 @@ def optional_torch():
     return torch
 
 
+def optional_package(name: str):
+    """A test reference package besides torch (lion_pytorch, schedulefree): skip without it, except
+    under CI where it is installed."""
+    if os.environ.get("CI") == "true":
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
 def fresh_database(variable: str, create: str, drop: str):
     """Yield the URL of a new database on the server named by the environment ``variable``;
     drop it afterwards. Skipped without the variable, except under CI=true."""

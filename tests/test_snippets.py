@@ -20,6 +20,14 @@ SCHEDULES = [
     {"schedule": "cosine", "cosine_floor": 0.05},
     {"schedule": "cosine", "cosine_floor": 0.0, "warmup": 0.1},
     {"schedule": "step", "step_every": 0.3, "step_gamma": 0.2, "warmup": 0.05},
+    {"schedule": "inverse_sqrt", "inverse_sqrt_flat": 0.05},
+    {"schedule": "polynomial", "poly_power": 0.9, "warmup": 0.02},
+    {"schedule": "one_cycle", "cycle_rise": 0.3, "cycle_div": 25.0, "cycle_final_div": 1e4, "cycle_anneal": "cos"},
+    {"schedule": "one_cycle", "cycle_rise": 0.15, "cycle_div": 10.0, "cycle_final_div": 100.0, "cycle_anneal": "linear"},
+    {"schedule": "cosine_restarts", "restart_period": 0.1, "restart_mult": 2, "restart_floor": 0.01, "warmup": 0.05},
+    {"schedule": "cosine_restarts", "restart_period": 0.25, "restart_mult": 1, "restart_floor": 0.0},
+    {"schedule": "wsd", "wsd_decay": 0.2, "wsd_cooldown": "1-sqrt", "warmup": 0.05},
+    {"schedule": "wsd", "wsd_decay": 0.3, "wsd_cooldown": "linear"},
 ]
 CONFIGS = [
     ("adam", {"lr": 3e-3, "beta1": 0.85, "beta2": 0.995, "eps": 1e-7, "weight_decay": 1e-4, "amsgrad": True,
@@ -79,7 +87,8 @@ def test_torch_snippet_builds_the_same_optimizer_and_learning_rates(optimizer: s
         if key in ("optimizer", "schedule", "batch_size"):
             continue
         actual = {"betas": list(group["betas"]) if "betas" in group else None,
-                  "lr": group.get("initial_lr", group["lr"])}.get(key, group.get(key))  # a warm-up scales lr
+                  # a warm-up scales lr; OneCycleLR starts at max_lr / div_factor and peaks at max_lr
+                  "lr": group.get("max_lr", group.get("initial_lr", group["lr"]))}.get(key, group.get(key))
         assert _close(actual, value), key
     if optimizer in ("momentum", "nesterov"):
         assert group["nesterov"] == (optimizer == "nesterov")

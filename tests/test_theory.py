@@ -76,11 +76,12 @@ def test_iteration_radius_is_the_optimizers_own_iteration_matrix(optimizer: str)
         for e, b in ((1.0, 0.0), (0.0, 1.0)):
             params = np.array([e])
             state = sgd.init(params)
-            if state.buf is not None:
-                state.buf[:] = b
-            state.t = 1  # past the first step, which copies the gradient into the buffer
+            rule = state.rule
+            if rule.buf is not None:
+                rule.buf[:] = b
+            rule.t = 1  # past the first step, which copies the gradient into the buffer
             sgd.update(params, h * np.array([e]), lr, state)
-            columns.append([params[0], b if state.buf is None else state.buf[0]])
+            columns.append([params[0], b if rule.buf is None else rule.buf[0]])
         matrix = np.array(columns).T
         expected = np.abs(np.linalg.eigvals(matrix[:1, :1] if optimizer == "sgd" else matrix)).max()
         assert iteration_radius(optimizer, lr, momentum, np.array([h]))[0] == pytest.approx(expected, rel=1e-9, abs=1e-12)

@@ -94,8 +94,8 @@ class StoredExperiment:
             drop=True)
 
     def series(self) -> list[str]:
-        """The curve series this experiment records: train_loss and val_loss, val_accuracy (data
-        tasks) or loss (synthetic tasks)."""
+        """The curve series this experiment records: train_loss and val_loss (data tasks), with
+        val_accuracy (classification tasks), or loss (synthetic tasks)."""
         return queries.series_names(self.engine, self.id)
 
     def curves(self, series: str = "train_loss", run_ids: list[int] | None = None,

@@ -82,7 +82,8 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
         if result.evals.get("val_loss"):
             record.final_val_loss = finite(result.evals["val_loss"][final])
             record.best_val_loss = finite(min(result.evals["val_loss"]))
-            record.final_val_accuracy = finite(result.evals["val_accuracy"][final])
+            if result.evals.get("val_accuracy"):  # classification tasks
+                record.final_val_accuracy = finite(result.evals["val_accuracy"][final])
     record.curves = _curves(result)
     if result.diverged:
         record.state = DIVERGED

@@ -12,7 +12,28 @@ length, so one space fits every budget:
     decay_to        final lr / initial lr of the exponential schedule
     inverse_rate    rate x total steps of the inverse-time schedule
     cosine_floor    lr_min / lr of the cosine schedule
-    warmup          fraction of the run spent in linear warm-up (any schedule; 0 unless opened)
+    warmup          fraction of the run spent in linear warm-up (0 unless opened; any schedule
+                    but one_cycle, which rises over its own cycle_rise and ignores it; the
+                    warm-up of wsd)
+
+Fractions of "the run" count the steps after the warm-up. The default ``schedule`` choice is
+constant, step, exponential, inverse_time and cosine (``SCHEDULE_KINDS``): one categorical
+over every kind would split a study's trials ten ways, and existing studies keep their
+Optuna distribution (a changed choice list cannot resume a study). A study file
+opens the others with ``schedule: {choices: [...]}``; their parameters (defaults: ranges
+searched, else the fixed value, which ``{low, high}`` opens to the range shown):
+
+    inverse_sqrt_flat  fraction of the run flat before the 1/sqrt(k) decay, 0.01-0.5 (log)
+    poly_power         power of the polynomial decay to 0 at the end, 0.5-2 (log)
+    cycle_rise         fraction of the run rising to lr (OneCycleLR pct_start), 0.1-0.5
+    cycle_div          lr / starting lr (div_factor), 5-100 (log)
+    cycle_final_div    starting lr / final lr (final_div_factor), fixed 1e4 (10-1e5, log)
+    cycle_anneal       cos or linear (anneal_strategy)
+    restart_period     fraction of the run in the first cosine cycle (T_0), 0.05-0.5 (log)
+    restart_mult       factor of each next cycle's length (T_mult), 1 or 2
+    restart_floor      lr_min / lr of the restarts, fixed 0 (0-0.1)
+    wsd_decay          fraction of the run in wsd's cool-down, 0.05-0.5 (log)
+    wsd_cooldown       linear or 1-sqrt
 
 ``to_config`` turns sampled values into what a user pastes: the optimizer's constructor
 arguments (torch names), ``lr``, ``batch_size`` and the schedule in absolute steps.
@@ -24,11 +45,11 @@ from typing import Any
 
 from tuner.errors import ConfigError, check_range, shown, shown_key
 from tuner.optim import OPTIMIZERS, make_optimizer
-from tuner.params import Param
+from tuner.params import ABSENT, Param
 from tuner.schedules import SCHEDULES, Schedule, make_schedule
 
-SCHEDULE_KINDS = tuple(SCHEDULES)
-"""The ``schedule`` choices: every registered schedule kind."""
+SCHEDULE_KINDS = tuple(name for name, kind in SCHEDULES.items() if kind.searched)
+"""The default ``schedule`` choices; a study file may choose any kind in ``SCHEDULES``."""
 
 SCHEDULE_PARAMS = (
     Param("step_every", 0.1, 0.5, log=False, schedule="step"),
@@ -36,24 +57,50 @@ SCHEDULE_PARAMS = (
     Param("decay_to", 1e-3, 0.5, schedule="exponential"),
     Param("inverse_rate", 0.1, 100.0, schedule="inverse_time"),
     Param("cosine_floor", 0.0, 0.1, log=False, schedule="cosine"),
+    Param("inverse_sqrt_flat", 0.01, 0.5, schedule="inverse_sqrt"),
+    Param("poly_power", 0.5, 2.0, schedule="polynomial"),
+    Param("cycle_rise", 0.1, 0.5, log=False, schedule="one_cycle"),
+    Param("cycle_div", 5.0, 100.0, schedule="one_cycle"),
+    Param("cycle_final_div", 10.0, 1e5, fixed=1e4, schedule="one_cycle"),
+    Param("cycle_anneal", choices=("cos", "linear"), schedule="one_cycle"),
+    Param("restart_period", 0.05, 0.5, schedule="cosine_restarts"),
+    Param("restart_mult", choices=(1, 2), schedule="cosine_restarts"),
+    Param("restart_floor", 0.0, 0.1, log=False, fixed=0.0, schedule="cosine_restarts"),
+    Param("wsd_decay", 0.05, 0.5, schedule="wsd"),
+    Param("wsd_cooldown", choices=("linear", "1-sqrt"), schedule="wsd"),
 )
+TECHNIQUE_PARAMS = (
+    Param("clip_grad_norm", 0.01, 100.0, fixed=ABSENT),
+    Param("clip_grad_value", 1e-3, 10.0, fixed=ABSENT),
+    Param("ema_decay", 0.9, 0.9999, one_minus=True, fixed=ABSENT),
+    Param("polyak_from", 0.0, 0.9, log=False, fixed=ABSENT),
+)
+"""Gradient clipping and weight averaging (``tuner.optim.transforms``), off unless a study file
+sets a value or opens a range: the clipping thresholds on log scales, the EMA decay as
+``1 - decay`` on a log scale, and Polyak averaging's start as a fraction of the run."""
+
+EXCLUSIVE = (("clip_grad_norm", "clip_grad_value"), ("ema_decay", "polyak_from"))
+"""Technique parameters of which a configuration holds at most one."""
+
 COMMON = (
     Param("batch_size", 16, 256, power_of_two=True),
     Param("schedule", choices=SCHEDULE_KINDS),
     *SCHEDULE_PARAMS,
     Param("warmup", 0.0, 0.1, log=False, fixed=0.0),
+    *TECHNIQUE_PARAMS,
 )
 """Parameters every first-order optimizer has besides its own (see ``OptimizerEntry.space``)."""
 
 
 def default_space(optimizer: str, *, data_task: bool) -> dict[str, Param]:
     """The default parameters of ``optimizer`` (its registry entry's space), and for first-order
-    optimizers COMMON: no batch size for synthetic tasks, no lr or schedule for full-batch L-BFGS."""
+    optimizers COMMON: no batch size for synthetic tasks, no lr or schedule for full-batch L-BFGS.
+    An entry's own parameter replaces COMMON's of the same name (schedule-free fixes ``schedule``)."""
     entry = OPTIMIZERS[optimizer]
-    params = list(entry.space)
+    params = {p.name: p for p in entry.space}
     if not entry.full_batch:
-        params += [p for p in COMMON if data_task or p.name != "batch_size"]
-    return {p.name: p for p in params}
+        params.update({p.name: p for p in COMMON if p.name not in params and (data_task or p.name != "batch_size")})
+    return params
 
 
 def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where: str) -> list[Param]:
@@ -70,6 +117,9 @@ def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where
         if name not in space:
             raise ConfigError(f"{field}: unknown parameter for {optimizer}; allowed: {', '.join(space)}")
         space[name] = _override(optimizer, space[name], value, field, data_task)
+    for pair in EXCLUSIVE:
+        if all(name in space and not space[name].absent for name in pair):
+            raise ConfigError(f"{where}: {pair[0]} and {pair[1]} are both set; allowed: one of them")
     chosen = _schedule_choices(space)
     for p in space.values():
         if p.schedule and p.name in overrides and p.schedule not in chosen:
@@ -77,10 +127,9 @@ def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where
                 f"{where}.{p.name} is a parameter of schedule {p.schedule!r}, which is not chosen; "
                 f"chosen: {', '.join(chosen)}"
             )
-    return [p for p in space.values() if p.fixed is not _DROPPED and not (p.schedule and p.schedule not in chosen)]
+    return [p for p in space.values() if not p.absent and not (p.schedule and p.schedule not in chosen)]
 
 
-_DROPPED = object()
 _FORMS = "a value, null, {low, high[, log]} or {choices: [...]}"
 CHECK_STEPS = 100
 """The run length the checks convert a schedule's fractions with (any length gives the same verdict)."""
@@ -100,7 +149,7 @@ def _override(optimizer: str, param: Param, value: Any, field: str, data_task: b
     if value is None:
         if param.name in ("lr", "schedule"):
             raise ConfigError(f"{field}: cannot be dropped; give a value or a range")
-        return replace(param, fixed=_DROPPED)
+        return replace(param, fixed=ABSENT)
     if isinstance(value, list):
         raise ConfigError(f"{field}={shown(value)}: a list is not allowed; allowed: {_FORMS}")
     if not isinstance(value, dict):
@@ -150,7 +199,7 @@ def check_value(optimizer: str, name: str, value: Any, field: str, *, data_task:
             raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: a finite number")
         if param.power_of_two and not (value >= 1 and math.log2(value).is_integer()):
             raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: a power of two (1, 2, 4, ...)")
-    values = {p.name: _typical(p) for p in space.values() if p.schedule is None}
+    values = {p.name: _typical(p) for p in space.values() if p.schedule is None and not p.absent}
     if param.schedule is not None:
         values["schedule"] = param.schedule
         values.update({p.name: _typical(p) for p in space.values() if p.schedule == param.schedule})
@@ -221,9 +270,10 @@ def to_config(optimizer: str, values: dict[str, Any], total_steps: int) -> dict[
     """Sampled values -> {"optimizer", constructor arguments, "lr", "batch_size", "schedule"}."""
     config: dict[str, Any] = {"optimizer": optimizer}
     options = {k: v for k, v in values.items()
-               if k not in ("lr", "batch_size", "schedule", "warmup") and k not in _SCHEDULE_NAMES}
+               if k not in ("lr", "batch_size", "schedule", "warmup", "polyak_from") and k not in _SCHEDULE_NAMES}
     if "beta1" in options or "beta2" in options:
-        config["betas"] = [float(options.pop("beta1", 0.9)), float(options.pop("beta2", 0.999))]
+        default = OPTIMIZERS[optimizer].option_default("betas")
+        config["betas"] = [float(options.pop("beta1", default[0])), float(options.pop("beta2", default[1]))]
     config.update({k: _plain(v) for k, v in options.items()})
     if OPTIMIZERS[optimizer].full_batch:
         return config
@@ -231,6 +281,9 @@ def to_config(optimizer: str, values: dict[str, Any], total_steps: int) -> dict[
     if "batch_size" in values:
         config["batch_size"] = int(values["batch_size"])
     config["schedule"] = schedule_config(values, config["lr"], total_steps)
+    if "polyak_from" in values:
+        fraction = check_range("polyak_from", values["polyak_from"], 0.0, 1.0, high_open=True)
+        config["polyak_start"] = int(round(fraction * total_steps))
     return config
 
 
@@ -241,6 +294,8 @@ def schedule_config(values: dict[str, Any], lr: float, total_steps: int) -> dict
     """The schedule in absolute steps, as ``tuner.schedules.make_schedule`` takes it."""
     kind = values.get("schedule", "constant")
     fraction = check_range("warmup", values.get("warmup", 0.0), 0.0, 1.0, high_open=True)
+    if kind in SCHEDULES and not SCHEDULES[kind].warmup:
+        fraction = 0.0  # one_cycle: its rise is its warm-up
     warmup = min(int(round(fraction * total_steps)), max(total_steps - 1, 0))
     decay_steps = max(total_steps - warmup, 1)
     schedule: dict[str, Any] = {"kind": kind}
@@ -256,6 +311,30 @@ def schedule_config(values: dict[str, Any], lr: float, total_steps: int) -> dict
     elif kind == "cosine":
         schedule["total_steps"] = decay_steps
         schedule["lr_min"] = check_range("cosine_floor", values.get("cosine_floor", 0.0), 0.0, 1.0) * lr
+    elif kind == "inverse_sqrt":
+        flat = check_range("inverse_sqrt_flat", values.get("inverse_sqrt_flat", 0.1), 0.0, 1.0, low_open=True)
+        schedule["flat_steps"] = max(1, int(round(flat * decay_steps)))
+    elif kind == "polynomial":
+        schedule["total_steps"] = decay_steps
+        schedule["power"] = float(values.get("poly_power", 1.0))
+    elif kind == "one_cycle":
+        rise = float(check_range("cycle_rise", values.get("cycle_rise", 0.3), 0.0, 1.0,
+                                 low_open=True, high_open=True))
+        while rise * decay_steps - 1 == 0:  # a rise ending exactly at step 0: OneCycleLR divides 0 by 0
+            rise = math.nextafter(rise, 1.0)
+        schedule.update(total_steps=decay_steps, pct_start=rise, anneal_strategy=values.get("cycle_anneal", "cos"),
+                        div_factor=float(values.get("cycle_div", 25.0)),
+                        final_div_factor=float(values.get("cycle_final_div", 1e4)))
+    elif kind == "cosine_restarts":
+        period = check_range("restart_period", values.get("restart_period", 0.1), 0.0, 1.0, low_open=True)
+        schedule["period"] = max(1, int(round(period * decay_steps)))
+        schedule["period_mult"] = values.get("restart_mult", 1)
+        schedule["lr_min"] = check_range("restart_floor", values.get("restart_floor", 0.0), 0.0, 1.0) * lr
+    elif kind == "wsd":
+        cooldown = check_range("wsd_decay", values.get("wsd_decay", 0.2), 0.0, 1.0, low_open=True)
+        schedule["total_steps"] = decay_steps
+        schedule["cooldown_steps"] = max(1, int(round(cooldown * decay_steps)))
+        schedule["cooldown"] = values.get("wsd_cooldown", "linear")
     if warmup:
         schedule["warmup_steps"] = warmup
     return schedule
@@ -269,7 +348,9 @@ def _plain(value: Any) -> Any:
 def from_config(config: dict[str, Any], total_steps: int) -> dict[str, Any]:
     """The inverse of ``to_config``: a run's configuration -> values in search-space terms
     (what a study file fixes). Integer step counts make the schedule's fractions approximate."""
-    values = {k: v for k, v in config.items() if k not in ("optimizer", "betas", "schedule")}
+    values = {k: v for k, v in config.items() if k not in ("optimizer", "betas", "schedule", "polyak_start")}
+    if "polyak_start" in config:
+        values["polyak_from"] = config["polyak_start"] / total_steps
     if "betas" in config:
         values["beta1"], values["beta2"] = (float(b) for b in config["betas"])
     schedule = config.get("schedule")
@@ -287,6 +368,18 @@ def from_config(config: dict[str, Any], total_steps: int) -> dict[str, Any]:
         values["inverse_rate"] = schedule["rate"] * decay_steps
     elif kind == "cosine":
         values["cosine_floor"] = schedule["lr_min"] / config["lr"]
+    elif kind == "inverse_sqrt":
+        values["inverse_sqrt_flat"] = schedule["flat_steps"] / decay_steps
+    elif kind == "polynomial":
+        values["poly_power"] = schedule["power"]
+    elif kind == "one_cycle":
+        values.update(cycle_rise=schedule["pct_start"], cycle_div=schedule["div_factor"],
+                      cycle_final_div=schedule["final_div_factor"], cycle_anneal=schedule["anneal_strategy"])
+    elif kind == "cosine_restarts":
+        values.update(restart_period=schedule["period"] / decay_steps, restart_mult=schedule["period_mult"],
+                      restart_floor=schedule["lr_min"] / config["lr"])
+    elif kind == "wsd":
+        values.update(wsd_decay=schedule["cooldown_steps"] / decay_steps, wsd_cooldown=schedule["cooldown"])
     if warmup:
         values["warmup"] = warmup / total_steps
     return values

@@ -18,10 +18,9 @@ ARRAY_BYTES = TASK.dim * 8
                          ids=["plain", "norm-ema", "value-polyak"])
 @pytest.mark.parametrize("name", FIRST_ORDER)
 def test_update_allocates_no_array(name: str, extras: dict) -> None:
-    try:
-        optimizer = make_optimizer(name, **extras).bind(TASK)
-    except ValueError:  # a rule that averages on its own refuses averaging
-        pytest.skip(f"{name} does not take {sorted(extras)}")
+    if hasattr(make_optimizer(name).rule, "eval_params"):  # averages on its own: refuses averaging
+        extras = {k: v for k, v in extras.items() if k.startswith("clip")}
+    optimizer = make_optimizer(name, **extras).bind(TASK)
     rng = np.random.default_rng(0)
     params = TASK.init_params(0)
     grads = rng.standard_normal((4, TASK.dim))

@@ -51,6 +51,20 @@ CASES = [
     ("adam", {"eps": 0.5}, [1 - 0.1 / 1.5, None]),
     # decoupled: p = 1 * (1 - .1 * .5) = .95, then the Adam step of .1
     ("adamw", {"eps": 0.0, "weight_decay": 0.5}, [0.85, None]),
+    # momentum_decay 0: mu = .9 * .5 = .45 each step, P = .45, .2025, .091125; d = 1, then sqrt(.004999 / .001999)
+    ("nadam", {"eps": 0.0, "momentum_decay": 0.0},
+     [0.9 - 0.0045 / 0.7975, 0.9 - 0.0045 / 0.7975 - (0.055 / 0.7975 * 2 + 0.045 / 0.908875 * 0.29)
+      / sqrt(0.004999 / 0.001999)]),
+    # decoupled: p = 1 * (1 - .1 * .5) = .95 first, then the NAdam step above (which does not read p)
+    ("nadamw", {"eps": 0.0, "momentum_decay": 0.0, "weight_decay": 0.5}, [0.85 - 0.0045 / 0.7975, None]),
+    # rho_1 = 1, rho_2 = 1.95 < 5: unrectified, p = p - lr * m / (1 - b1**t), eps and v unused
+    ("radam", {"eps": 1.0}, [0.9, 0.9 - (0.1 / 0.19) * 0.29]),
+    ("radamw", {"weight_decay": 0.5}, [0.85, None]),
+    # u = max(0, |1|) = 1, m / c1 = 1; m = .29, u = max(.999, 2) = 2, c1 = .19
+    ("adamax", {"eps": 0.0}, [0.9, 0.9 - (0.1 / 0.19) * 0.29 / 2]),
+    # v = .5, delta = sqrt(1) / sqrt(1.5), a = .5 / 1.5; v = 2.25, delta = sqrt(4 / 3) / sqrt(3.25) * 2
+    ("adadelta", {"rho": 0.5, "eps": 1.0},
+     [1 - 0.1 / sqrt(1.5), 1 - 0.1 / sqrt(1.5) - 0.1 * 2 * sqrt(4 / 3) / sqrt(3.25)]),
 ]
 
 
@@ -74,7 +88,8 @@ def test_amsgrad_normalises_by_the_largest_raw_second_moment() -> None:
     assert ams[1] == pytest.approx(0.9 - (0.1 / 0.19) * m2 / (sqrt(0.004) / sqrt(0.001999)), abs=1e-12)
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+                                  "nadam", "nadamw", "radam", "radamw", "adamax", "adadelta"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_update_is_in_place_and_keeps_dtype(name: str, dtype: str) -> None:
     optimizer = make_optimizer(name, weight_decay=0.1)

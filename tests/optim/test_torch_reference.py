@@ -53,7 +53,7 @@ def trajectories(name: str, options: dict, dtype: str) -> tuple[np.ndarray, np.n
 
     torch_dtype = getattr(torch, dtype)
     tp = torch.tensor(p0, dtype=torch_dtype, requires_grad=True)
-    arguments = {**OPTIMIZERS[name].defaults, **options, **OPTIMIZERS[name].variant}
+    arguments = {**OPTIMIZERS[name].variant, **options}
     reference = getattr(torch.optim, TORCH_CLASS[name])([tp], lr=float(lrs[0]), foreach=False, **arguments)
     theirs = np.empty((STEPS, DIM))
     for k in range(STEPS):

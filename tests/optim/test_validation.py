@@ -23,7 +23,13 @@ BAD = [
     ("lbfgs", {"history_size": 0}, r"history_size=0 .*integer in \[1, 1000\]"),
     ("sgd", {"momentum": 0.9}, r"unknown option 'momentum' for optimizer 'sgd'; allowed: clip_grad_norm, clip_grad_value, ema_decay, polyak_start, weight_decay"),
     ("adam", {"lr": 0.1}, r"unknown option 'lr' .*allowed: amsgrad, betas, clip_grad_norm, clip_grad_value, ema_decay, eps, polyak_start, weight_decay"),
-    ("adamax", {}, r"optimizer='adamax' is unknown; allowed: sgd, momentum, nesterov"),
+    ("adamz", {}, r"optimizer='adamz' is unknown; allowed: sgd, momentum, nesterov"),
+    ("nadam", {"momentum_decay": -0.1}, r"momentum_decay=-0.1 .*\[0, inf\)"),
+    ("radam", {"decoupled_weight_decay": "yes"}, r"decoupled_weight_decay='yes' .*true or false"),
+    ("nadamw", {"decoupled_weight_decay": False}, r"unknown option 'decoupled_weight_decay' for optimizer 'nadamw'"),
+    ("adamax", {"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 .*\[0, 1\)"),
+    ("adadelta", {"rho": 1.5}, r"rho=1.5 .*\[0, 1\]"),
+    ("adadelta", {"betas": (0.9, 0.99)}, r"unknown option 'betas' for optimizer 'adadelta'"),
 ]
 
 

@@ -15,6 +15,12 @@ VARIANTS = [
     ("svm", {"l2": 0.01}),
     ("mlp", {"hidden_sizes": [32, 16], "l2": 1e-3}),
     ("mlp", {"dataset": "synthetic", "n_samples": 500, "n_features": 20, "n_classes": 3, "hidden_sizes": [8]}),
+    ("cnn", {"channels": [2, 3], "kernel_size": 5, "pool": "avg", "l2": 0.01}),
+    ("cnn", {"channels": [2, 2, 3], "kernel_size": 1, "l2": 0.1}),
+    ("autoencoder", {"hidden_sizes": [8, 3, 8], "activation": "tanh", "l2": 0.01}),
+    ("autoencoder", {"dataset": "breast_cancer", "hidden_sizes": [6], "activation": "relu"}),
+    ("rnn_adding", {"sequence_length": 6, "hidden_size": 5, "n_train": 50, "n_val": 10, "recurrent_scale": 2.0,
+                    "l2": 0.1}),
 ]
 
 

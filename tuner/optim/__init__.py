@@ -13,11 +13,19 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from tuner.errors import ConfigError, check_options, shown
+from tuner.optim.adadelta import Adadelta
+from tuner.optim.adafactor import Adafactor
 from tuner.optim.adagrad import Adagrad
 from tuner.optim.adam import Adam
+from tuner.optim.adamax import Adamax
 from tuner.optim.base import Rule, check_bool
 from tuner.optim.lbfgs import LBFGS
+from tuner.optim.lion import Lion
+from tuner.optim.muon import Muon
+from tuner.optim.nadam import NAdam
+from tuner.optim.radam import RAdam
 from tuner.optim.rmsprop import RMSprop
+from tuner.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from tuner.optim.sgd import SGD
 from tuner.optim.transforms import Average, Clip, Optimizer, WeightDecay
 from tuner.params import Param, lr, one_minus, weight_decay
@@ -34,9 +42,10 @@ class OptimizerEntry:
     torch.optim unless a package defines the optimizer) and its default search space (its own
     parameters; ``tuner.space`` adds the batch size and schedule of first-order ones).
 
-    ``decay`` is "coupled" (L2 in the gradient), "decoupled" (AdamW's) or None (no weight decay
-    option); ``decay_switch`` names a bool option that selects decoupled decay (torch's
-    ``decoupled_weight_decay`` of NAdam and RAdam)."""
+    ``decay`` is "coupled" (L2 in the gradient), "decoupled" (AdamW's) or None: no shared weight
+    decay (L-BFGS has none; a rule whose reference decays in its own way, such as Adafactor and
+    schedule-free AdamW, has a ``weight_decay`` field of its own); ``decay_switch`` names a bool
+    option that selects decoupled decay (torch's ``decoupled_weight_decay`` of NAdam and RAdam)."""
 
     cls: type
     torch: str
@@ -52,12 +61,16 @@ class OptimizerEntry:
         return self.cls is LBFGS
 
     @property
-    def _own_defaults(self) -> dict[str, Any]:
+    def reference_defaults(self) -> dict[str, Any]:
         """Every option with the reference's default (the rule's fields mirror the reference's)."""
         default = {f.name: f.default for f in fields(self.cls) if f.default is not MISSING}
         if self.decay_switch:
             default[self.decay_switch] = False
         return default
+
+    def option_default(self, name: str) -> Any:
+        """The value tuner uses for option ``name`` when a configuration leaves it out."""
+        return self.defaults.get(name, self.reference_defaults.get(name))
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -73,10 +86,11 @@ class OptimizerEntry:
 
     @property
     def variant(self) -> dict[str, Any]:
-        """Fixed options that differ from the reference's defaults: what its code must pass to get
-        this optimizer, e.g. ``nesterov=True``."""
-        default = self._own_defaults
-        return {k: v for k, v in self.fixed.items() if default.get(k, MISSING) != v}
+        """Options whose value here differs from the reference's default: what its code must pass
+        to get this optimizer, e.g. ``nesterov=True`` (fixed by the name) or ``momentum=0.9``
+        (tuner's default for ``momentum``, which torch's SGD defaults to 0)."""
+        default = self.reference_defaults
+        return {k: v for k, v in {**self.defaults, **self.fixed}.items() if default.get(k, MISSING) != v}
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
@@ -104,6 +118,59 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
         Param("eps", 1e-10, 1e-2), weight_decay(1e-5, 1.0, fixed=None),
         Param("amsgrad", choices=(False, True), fixed=False),
     ), decay="decoupled", defaults={"weight_decay": 1e-2}),
+    # NAdam, RAdam, Adamax, Adadelta: torch's classes; the "w" names fix torch's decoupled_weight_decay=True
+    "nadam": OptimizerEntry(NAdam, "NAdam", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        Param("momentum_decay", 1e-4, 1e-1, fixed=4e-3), weight_decay(1e-6, 1e-2),
+        Param("decoupled_weight_decay", choices=(False, True), fixed=False),
+    ), decay_switch="decoupled_weight_decay"),
+    "nadamw": OptimizerEntry(NAdam, "NAdam", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        Param("momentum_decay", 1e-4, 1e-1, fixed=4e-3), weight_decay(1e-5, 1.0, fixed=None),
+    ), decay_switch="decoupled_weight_decay", fixed={"decoupled_weight_decay": True}),
+    "radam": OptimizerEntry(RAdam, "RAdam", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        weight_decay(1e-6, 1e-2), Param("decoupled_weight_decay", choices=(False, True), fixed=False),
+    ), decay_switch="decoupled_weight_decay"),
+    "radamw": OptimizerEntry(RAdam, "RAdam", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        weight_decay(1e-5, 1.0, fixed=None),
+    ), decay_switch="decoupled_weight_decay", fixed={"decoupled_weight_decay": True}),
+    "adamax": OptimizerEntry(Adamax, "Adamax", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        weight_decay(1e-6, 1e-2),
+    )),
+    "adadelta": OptimizerEntry(Adadelta, "Adadelta", (
+        lr(1e-2, 1e1), one_minus("rho", 0.5, 0.999), Param("eps", 1e-10, 1e-2), weight_decay(1e-6, 1e-2),
+    )),
+    # Lion and schedule-free SGD / AdamW: the classes of their reference packages (lion_pytorch, schedulefree)
+    "lion": OptimizerEntry(Lion, "Lion", (
+        lr(1e-6, 1e-2), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), weight_decay(1e-5, 1.0),
+    ), decay="decoupled", package="lion_pytorch"),
+    "schedule_free_sgd": OptimizerEntry(ScheduleFreeSGD, "SGDScheduleFree", (
+        lr(1e-3, 1e1), one_minus("momentum", 0.5, 0.999), weight_decay(1e-6, 1e-2),
+        Param("warmup_steps", 0, 1000, log=False, integer=True, fixed=0), Param("r", 0.0, 1.0, log=False, fixed=0.0),
+        Param("weight_lr_power", 0.0, 2.0, log=False, fixed=2.0),
+    ), package="schedulefree"),
+    "schedule_free_adamw": OptimizerEntry(ScheduleFreeAdamW, "AdamWScheduleFree", (
+        lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
+        weight_decay(1e-5, 1.0), Param("warmup_steps", 0, 1000, log=False, integer=True, fixed=0),
+        Param("r", 0.0, 1.0, log=False, fixed=0.0), Param("weight_lr_power", 0.0, 2.0, log=False, fixed=2.0),
+    ), decay=None, package="schedulefree"),
+    # Adafactor and Muon read the task's weight matrices (bind). Adafactor owns its weight decay (torch
+    # reads RMS(p) before decaying); Muon's lr is shared with AdamW on the other parameters through
+    # "match_rms_adamw".
+    "adafactor": OptimizerEntry(Adafactor, "Adafactor", (
+        lr(1e-4, 1.0), Param("beta2_decay", -1.0, -0.5, log=False), Param("d", 1.0, 10.0, fixed=1.0),
+        weight_decay(1e-5, 1e-1),
+    ), decay=None),
+    "muon": OptimizerEntry(Muon, "Muon", (
+        lr(1e-5, 1e-1), one_minus("momentum", 0.5, 0.999), weight_decay(1e-5, 1.0, fixed=None),
+        Param("adjust_lr_fn", choices=("original", "match_rms_adamw"), fixed="match_rms_adamw"),
+        Param("nesterov", choices=(False, True), fixed=True),
+        Param("adamw_beta1", 0.5, 0.999, one_minus=True, fixed=0.9),
+        Param("adamw_beta2", 0.9, 0.9999, one_minus=True, fixed=0.999), Param("adamw_eps", 1e-10, 1e-2, fixed=1e-8),
+    ), decay="decoupled", defaults={"weight_decay": 0.1, "adjust_lr_fn": "match_rms_adamw"}),
     "lbfgs": OptimizerEntry(LBFGS, "LBFGS", (Param("history_size", 3, 30, integer=True),), decay=None),
 }
 """Default spaces in the style of AlgoPerf: lr, eps and weight decay on log scales, momentum and

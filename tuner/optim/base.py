@@ -31,3 +31,28 @@ def check_bool(field: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: true or false", allowed="true or false")
     return value
+
+
+def lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray) -> None:
+    """torch's ``start.lerp_(end, weight)`` in place: start + weight * (end - start) when
+    |weight| < 0.5, else end - (end - start) * (1 - weight), rounded as torch rounds it.
+    ``scratch`` may be ``end``, which is then lost."""
+    if abs(weight) < 0.5:
+        np.subtract(end, start, out=scratch)
+        scratch *= weight
+        start += scratch
+    else:
+        np.subtract(end, start, out=start)
+        start *= 1.0 - weight
+        np.subtract(end, start, out=start)
+
+
+def lerp_into(out: np.ndarray, start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """torch's ``start.lerp(end, weight)`` written into ``out`` (neither ``start`` nor ``end``)."""
+    np.subtract(end, start, out=out)
+    if abs(weight) < 0.5:
+        out *= weight
+        out += start
+    else:
+        out *= 1.0 - weight
+        np.subtract(end, out, out=out)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ConfigError, check_range
-from tuner.optim.base import Rule
+from tuner.optim.base import Rule, lerp_
 
 CLIP_EPS = 1e-6
 """torch's clip_grad_norm_: coefficient max_norm / (total_norm + 1e-6), clamped to 1."""
@@ -143,7 +143,7 @@ class Optimizer:
             np.copyto(state.average, params)
         else:
             weight = 1.0 - average.decay if average.kind == "ema" else 1.0 / (state.averaged + 1)
-            _lerp(state.average, params, weight, state.scratch)
+            lerp_(state.average, params, weight, state.scratch)
         state.averaged += 1
 
     def eval_params(self, params: np.ndarray, state: OptimizerState) -> np.ndarray:
@@ -154,15 +154,3 @@ class Optimizer:
         if hasattr(self.rule, "eval_params"):
             return self.rule.eval_params(params, state.rule)
         return params
-
-
-def _lerp(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray) -> None:
-    """start = start + weight * (end - start) in place, in torch's lerp_ form: from ``end`` as
-    end - (end - start) * (1 - weight) when weight >= 0.5."""
-    np.subtract(end, start, out=scratch)
-    if weight < 0.5:
-        scratch *= weight
-        start += scratch
-    else:
-        scratch *= 1.0 - weight
-        np.subtract(end, scratch, out=start)

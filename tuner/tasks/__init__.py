@@ -6,10 +6,13 @@ from typing import Any
 from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validator
 
 from tuner.errors import ConfigError, from_validation_error, shown, shown_key
+from tuner.tasks.autoencoder import AutoencoderOptions, AutoencoderTask
 from tuner.tasks.base import Task
+from tuner.tasks.cnn import CNNOptions, CNNTask
 from tuner.tasks.data import MAX_VALUES, DataOptions, DatasetName
 from tuner.tasks.heads import CrossEntropy, Logistic, MulticlassHinge
 from tuner.tasks.network import NetworkTask
+from tuner.tasks.rnn import AddingOptions, AddingRNN
 from tuner.tasks.synthetic import (
     Quadratic,
     QuadraticOptions,
@@ -65,8 +68,12 @@ TASKS: dict[str, tuple[type[BaseModel], TaskFactory]] = {
     "softmax": (DataOptions, lambda o: NetworkTask("softmax", o, (), CrossEntropy)),
     "svm": (DataOptions, lambda o: NetworkTask("svm", o, (), MulticlassHinge)),
     "mlp": (MLPOptions, lambda o: NetworkTask("mlp", o, o.hidden_sizes, CrossEntropy)),
+    "cnn": (CNNOptions, CNNTask),
+    "autoencoder": (AutoencoderOptions, AutoencoderTask),
+    "rnn_adding": (AddingOptions, AddingRNN),
 }
-"""Task name -> (options model, factory). Data tasks default to digits, logistic to breast_cancer."""
+"""Task name -> (options model, factory). Data tasks default to digits, logistic to breast_cancer;
+rnn_adding generates its sequences (a data task all the same: a train/validation split, epochs)."""
 
 
 def task_options(name: str, options: dict[str, Any] | None = None) -> BaseModel:

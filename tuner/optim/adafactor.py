@@ -1,0 +1,188 @@
+"""Adafactor as torch.optim.Adafactor defines it: factored second moments for the weight matrices.
+
+Each parameter tensor is one of the task's weight matrices (``task.matrices``, in torch's
+orientation: ``Matrix.view``), or the vector of every other coordinate, which torch would hold
+as one 1-D parameter. Before ``bind(task)`` and on tasks without matrices, everything is that one
+vector. Per tensor P with gradient G and n elements, at step t, with tau = beta2_decay:
+
+    w = t ** tau                                   (1 - beta2_t; w = 1 at t = 1)
+    rho = min(lr, 1 / sqrt(t))
+    alpha = max(eps2, RMS(P)) * rho                RMS(P) = ||P|| / sqrt(n), before the decay
+    P = P * (1 - lr * weight_decay)
+    matrix (r, c):
+        R = R + w * (mean_cols(G * G) - R)          (torch's lerp_ forms, as for Adam's moments)
+        C = C + w * (mean_rows(G * G) - C)
+        V = R C^T / max(mean(R), eps1)              (outer product)
+    vector:
+        V = V + w * (G * G - V)
+    U = G / sqrt(max(V, eps1 ** 2))
+    P = P - alpha / max(1, RMS(U) / d) * U
+
+eps1 = None (the default) means the dtype's machine epsilon, as torch's finfo(dtype).eps.
+
+How torch's definition differs from the paper's (Shazeer & Stern 2018, Algorithm 4-5), from
+Hugging Face transformers' ``Adafactor`` and from ``optax.adafactor``:
+
+- ``lr`` caps the relative step: rho = min(lr, 1/sqrt(t)). The paper and transformers'
+  default (``relative_step=True``, which forbids an lr) use the constant 0.01 there; transformers
+  with ``relative_step=False`` and optax use lr as an absolute step size instead, with no
+  1/sqrt(t) decay at all. Parameter scaling (max(eps2, RMS(P))) is always on here; transformers'
+  ``scale_parameter`` and optax's ``multiply_by_parameter_scale`` switch it; there is no
+  ``warmup_init``.
+- eps1 is not added to G * G before the averages (the paper, transformers and optax, with eps1 =
+  1e-30): torch clamps afterwards, mean(R) below by eps1 and V below by eps1**2, with eps1 the
+  dtype's epsilon by default.
+- Weight decay is decoupled and scaled by the user's lr (P *= 1 - lr * wd). transformers scales it
+  by the computed step, alpha (P *= 1 - alpha * wd); optax subtracts wd * P after the lr and
+  parameter scaling (not scaled by lr); the paper has none.
+- Row and column statistics are means (transformers, optax), where the paper writes sums: the
+  same V, the factor cancels.
+- No first moment (transformers' ``beta1``, optax's ``momentum``); 1 - beta2_t = t ** beta2_decay
+  as in the paper, transformers and optax (decay_rate 0.8 there), without optax's
+  ``decay_offset`` and with no cap.
+- torch factors every tensor of two or more dimensions over its last two; optax only dimensions
+  of at least ``min_dim_size_to_factor`` (128). Here the task's weight matrices are factored and
+  everything else is one vector: on a network with several bias vectors, torch with one
+  Parameter per bias takes RMS(P) and RMS(U) per bias, this rule over all of them together (a
+  task declares no bias boundaries).
+
+Weight decay is this rule's own option (the registry's ``decay`` is None): alpha reads RMS(P)
+before the decay, so ``transforms.WeightDecay`` applied before the rule would change the step.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import ConfigError, check_range, shown
+from tuner.optim.base import lerp_
+from tuner.optim.muon import Bound, Layout, layout
+from tuner.tasks.base import Matrix
+
+
+@dataclass(slots=True)
+class _Factored:
+    """One matrix: its flat slice, element count, row and column factors ``R``, ``C`` and scratch
+    for their new means (torch orientation: R has one entry per row, C one per column)."""
+
+    matrix: Matrix
+    flat: slice
+    size: int
+    row_var: np.ndarray
+    col_var: np.ndarray
+    row_mean: np.ndarray
+    col_mean: np.ndarray
+
+
+@dataclass(slots=True)
+class AdafactorState:
+    """The layout, each matrix's factors, the other coordinates' second moment ``variance`` (flat,
+    used off the matrices), the scratch update, eps1 for the dtype, step count."""
+
+    layout: Layout
+    factored: tuple[_Factored, ...]
+    variance: np.ndarray
+    scratch: np.ndarray
+    eps1: float
+    t: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Adafactor:
+    """torch.optim.Adafactor (the module docstring has the rule and how it differs from others')."""
+
+    beta2_decay: float = -0.8
+    eps: tuple[float | None, float] = (None, 1e-3)
+    d: float = 1.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("beta2_decay", self.beta2_decay, None, 0.0)
+        eps = self.eps
+        if not (isinstance(eps, (tuple, list)) and len(eps) == 2):
+            allowed = "a pair (eps1, eps2): eps1 >= 0 or null (the dtype's epsilon), eps2 >= 0"
+            raise ConfigError(f"eps={shown(eps)} is not allowed; allowed: {allowed}", allowed=allowed)
+        if eps[0] is not None:
+            check_range("eps[0]", eps[0], 0.0)
+        check_range("eps[1]", eps[1], 0.0)
+        object.__setattr__(self, "eps", (None if eps[0] is None else float(eps[0]), float(eps[1])))
+        check_range("d", self.d, 1.0)
+        check_range("weight_decay", self.weight_decay, 0.0)
+
+    def bind(self, task: Any) -> Bound:
+        """This rule for ``task``: factored second moments for ``task.matrices``."""
+        return Bound(self, tuple(getattr(task, "matrices", ())))
+
+    def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = ()) -> AdafactorState:
+        where = layout(matrices, params.size)
+        factored = []
+        for m in where.matrices:
+            rows, cols = m.view(params).shape
+            factored.append(_Factored(m, slice(m.offset, m.offset + rows * cols), rows * cols,
+                                      np.zeros(rows, params.dtype), np.zeros(cols, params.dtype),
+                                      np.empty(rows, params.dtype), np.empty(cols, params.dtype)))
+        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(params.dtype).eps)
+        return AdafactorState(where, tuple(factored), np.zeros_like(params), np.empty_like(params), eps1)
+
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdafactorState) -> None:
+        state.t += 1
+        t = float(state.t)
+        w = t**self.beta2_decay
+        rho = min(lr, 1 / (t**0.5))
+        eps1, eps2 = state.eps1, self.eps[1]
+        vectors = state.layout.vectors
+        n_vector = sum(v.stop - v.start for v in vectors)
+        # every alpha from the parameters before the decay, as torch computes it
+        alphas = [max(eps2, _norm(params, (f.flat,)) / (f.size**0.5)) * rho for f in state.factored]
+        vector_alpha = max(eps2, _norm(params, vectors) / (n_vector**0.5)) * rho if n_vector else 0.0
+        if self.weight_decay != 0:
+            params *= 1 - lr * self.weight_decay
+        for f, alpha in zip(state.factored, alphas, strict=True):
+            np.multiply(grad[f.flat], grad[f.flat], out=state.scratch[f.flat])
+            u = f.matrix.view(state.scratch)  # torch's orientation (elementwise work stays on the flat slice)
+            _mean_square(u, 1, f.row_mean)
+            lerp_(f.row_var, f.row_mean, w, f.row_mean)
+            _mean_square(u, 0, f.col_mean)
+            lerp_(f.col_var, f.col_mean, w, f.col_mean)
+            np.matmul(f.row_var[:, None], f.col_var[None, :], out=u)  # R C^T, as torch's row_var @ col_var
+            state.scratch[f.flat] /= max(float(f.row_var.mean()), eps1)
+            self._step(params, grad, state.scratch, (f.flat,), f.size, alpha, eps1)
+        if n_vector:
+            for v in vectors:
+                u, variance = state.scratch[v], state.variance[v]
+                np.multiply(grad[v], grad[v], out=u)
+                lerp_(variance, u, w, u)
+                np.copyto(u, variance)
+            self._step(params, grad, state.scratch, vectors, n_vector, vector_alpha, eps1)
+
+    def _step(self, params: np.ndarray, grad: np.ndarray, scratch: np.ndarray, parts: tuple[slice, ...],
+              size: int, alpha: float, eps1: float) -> None:
+        """U = G / sqrt(max(V, eps1**2)) from V in ``scratch`` over ``parts``; P = P - alpha / max(1,
+        RMS(U) / d) * U (one tensor: one RMS over all its parts)."""
+        for part in parts:
+            u = scratch[part]
+            np.maximum(u, eps1 * eps1, out=u)
+            np.sqrt(u, out=u)
+            np.reciprocal(u, out=u)  # torch's rsqrt, then times the gradient
+            u *= grad[part]
+        scale = -alpha / max(1.0, _norm(scratch, parts) / ((size**0.5) * self.d))
+        for part in parts:
+            u = scratch[part]
+            u *= scale
+            params[part] += u
+
+
+def _norm(array: np.ndarray, parts: tuple[slice, ...]) -> float:
+    """The 2-norm of ``array`` over ``parts`` (contiguous slices) taken together."""
+    return math.sqrt(sum(float(np.dot(array[p], array[p])) for p in parts))
+
+
+def _mean_square(squares: np.ndarray, axis: int, out: np.ndarray) -> None:
+    """torch's ``norm(g, dim).square() / size``: the mean of ``squares`` (g * g) along ``axis``,
+    through the square root as torch takes it."""
+    np.sum(squares, axis=axis, out=out)
+    np.sqrt(out, out=out)
+    np.square(out, out=out)
+    out /= squares.shape[axis]

@@ -1,0 +1,59 @@
+"""Lion, the sign update of Chen et al. 2023 (lion_pytorch.Lion)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import ConfigError, check_range
+
+
+@dataclass(slots=True)
+class LionState:
+    """The momentum ``m`` (lion_pytorch's exp_avg) and two scratch buffers."""
+
+    exp_avg: np.ndarray
+    scratch: np.ndarray
+    scratch2: np.ndarray
+
+
+def check_unit_betas(betas: tuple[float, float]) -> None:
+    """A pair (beta1, beta2), each in [0, 1] as lion_pytorch asserts; ConfigError naming ``betas[i]``."""
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in [0, 1]")
+    check_range("betas[0]", betas[0], 0.0, 1.0)
+    check_range("betas[1]", betas[1], 0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Lion:
+    """Lion as lion_pytorch.Lion computes it. Its weight decay is decoupled and scaled by the
+    learning rate, p = p * (1 - lr * weight_decay) before the step: ``transforms.WeightDecay``,
+    decoupled, exactly (lion_pytorch's ``decoupled_weight_decay=True``, which divides the decay by
+    the constructor's lr, is not offered: a rule never sees the unscheduled lr).
+
+    p = p - lr * sign(b1 * m + (1 - b1) * g)    (sign(0) = 0)
+    m = b2 * m + (1 - b2) * g                   (m starts at 0)
+    """
+
+    betas: tuple[float, float] = (0.9, 0.99)
+
+    def __post_init__(self) -> None:
+        check_unit_betas(self.betas)
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+
+    def init(self, params: np.ndarray) -> LionState:
+        return LionState(exp_avg=np.zeros_like(params), scratch=np.empty_like(params),
+                         scratch2=np.empty_like(params))
+
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: LionState) -> None:
+        b1, b2 = self.betas
+        m, step, tmp = state.exp_avg, state.scratch, state.scratch2
+        np.multiply(m, b1, out=step)
+        np.multiply(grad, 1.0 - b1, out=tmp)
+        step += tmp
+        np.sign(step, out=step)
+        step *= lr
+        params -= step
+        m *= b2
+        np.multiply(grad, 1.0 - b2, out=tmp)
+        m += tmp

@@ -1,0 +1,77 @@
+"""RAdam: Adam with the variance of its adaptive step rectified (torch.optim.RAdam; RAdamW is this
+rule with decoupled weight decay, torch's ``decoupled_weight_decay=True``)."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import check_range
+from tuner.optim.adam import check_betas
+
+
+@dataclass(slots=True)
+class RAdamState:
+    """Moments ``m``, ``v``, scratch space and the step count."""
+
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
+    scratch: np.ndarray
+    t: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RAdam:
+    """RAdam as torch.optim.RAdam computes it. Weight decay is ``transforms.WeightDecay``: coupled
+    (L2) by default, decoupled (p = p * (1 - lr * weight_decay) first) with
+    ``decoupled_weight_decay`` (the registry's switch) and for ``radamw``.
+
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    c1 = 1 - b1**t;  c2 = 1 - b2**t
+    rho_inf = 2 / (1 - b2) - 1;  rho_t = rho_inf - 2 * t * b2**t / c2
+    rho_t > 5:  r = sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+                p = p - lr / c1 * m * r * sqrt(c2) / (sqrt(v) + eps)   (eps before the correction)
+    otherwise:  p = p - lr / c1 * m                                    (momentum SGD, no v)
+    """
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        check_betas(self.betas)
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        check_range("eps", self.eps, 0.0)
+
+    def init(self, params: np.ndarray) -> RAdamState:
+        return RAdamState(
+            exp_avg=np.zeros_like(params),
+            exp_avg_sq=np.zeros_like(params),
+            scratch=np.empty_like(params),
+        )
+
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: RAdamState) -> None:
+        b1, b2 = self.betas
+        g = grad
+        state.t += 1
+        t = state.t
+        tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        c1, c2 = 1.0 - b1**t, 1.0 - b2**t
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * t * b2**t / c2
+        if rho_t > 5.0:
+            r = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            np.sqrt(v, out=tmp)
+            tmp += self.eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= lr / c1 * r * math.sqrt(c2)
+        else:
+            np.multiply(m, lr / c1, out=tmp)
+        params -= tmp
