@@ -3,7 +3,8 @@
 The parameters are one flat vector here, laid out as a task lays them out: a tall matrix stored
 transposed (as the networks store (in, out)), a bias, a wide matrix in torch's orientation, a bias
 and more coordinates; torch holds the matrices as nn.Linear weights (out, in). Adafactor treats
-every non-matrix coordinate as one vector, so torch gets them as one Parameter; for Muon they go
+the non-matrix coordinates as one vector unless the task declares each (``Task.vectors``), so
+torch gets them as one Parameter, or one per declared vector; for Muon they go
 to torch.optim.AdamW (elementwise: separate Parameters). 300 steps, float64, an lr that changes
 every step. torch's Muon iterates Newton-Schulz in bfloat16: the exact comparison runs its code
 with the bfloat16 cast made a copy (float64 throughout); the shipped one is compared loosely.
@@ -15,7 +16,7 @@ import pytest
 from tests.conftest import optional_torch
 from tuner.errors import ConfigError
 from tuner.optim import OPTIMIZERS, make_optimizer
-from tuner.tasks.base import Matrix
+from tuner.tensors import Matrix
 
 STEPS = 300
 SEEDS = range(4)
@@ -28,12 +29,19 @@ DIM = int(OFFSETS[-1])
 
 
 class FakeTask:
-    """What ``bind`` reads of a task: where the weight matrices are."""
+    """What ``bind`` reads of a task: where the weight matrices are (the other coordinates: one tensor)."""
 
     matrices = tuple(
         Matrix(int(at), *(shape[::-1] if transposed else shape), transposed=transposed)
         for at, (_, shape, transposed) in zip(OFFSETS, BLOCKS, strict=False) if len(shape) == 2
     )
+
+
+class FakeTaskWithBiases(FakeTask):
+    """A task that declares each vector as its own tensor (``Task.vectors``), as the networks do."""
+
+    vectors = tuple((int(at), size) for at, size, (_, shape, _) in zip(OFFSETS, SIZES, BLOCKS, strict=False)
+                    if len(shape) == 1)
 
 
 def views(flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,29 +113,32 @@ def exact_newton_schulz(torch, monkeypatch) -> None:
     monkeypatch.setattr(torch.Tensor, "bfloat16", lambda self: self.clone())
 
 
-def run_adafactor(seed: int, foreach: bool, dtype: str = "float64") -> tuple[float, float]:
-    """Largest difference to torch over every step, and the largest parameter (float32's scale)."""
+def run_adafactor(seed: int, foreach: bool, dtype: str = "float64", per_bias: bool = False) -> tuple[float, float]:
+    """Largest difference to torch over every step, and the largest parameter (float32's scale).
+    ``per_bias``: the task declares its vectors and torch holds each as its own Parameter."""
     torch = optional_torch()
     p0, grads, lrs = random_run(seed)
     options = adafactor_options(seed)
-    optimizer = make_optimizer("adafactor", **options).bind(FakeTask())
+    optimizer = make_optimizer("adafactor", **options).bind(FakeTaskWithBiases() if per_bias else FakeTask())
     params = p0.astype(dtype)
     state = optimizer.init(params)
 
     tensors = {k: torch.nn.Parameter(torch.tensor(v, dtype=getattr(torch, dtype))) for k, v in views(p0).items()}
     vector = torch.nn.Parameter(torch.cat([tensors[k] for k in VECTORS]).detach())
-    reference = torch.optim.Adafactor([tensors[k] for k in MATRICES] + [vector], lr=float(lrs[0]),
+    held = [tensors[k] for k in VECTORS] if per_bias else [vector]
+    reference = torch.optim.Adafactor([tensors[k] for k in MATRICES] + held, lr=float(lrs[0]),
                                       foreach=foreach, **options)
     worst = top = 0.0
     for k in range(STEPS):
         optimizer.update(params, grads[k].astype(dtype), float(lrs[k]), state)
         g = views(grads[k])
-        for name in MATRICES:
+        for name in MATRICES + VECTORS:
             tensors[name].grad = torch.tensor(g[name], dtype=tensors[name].dtype)
         vector.grad = torch.tensor(np.concatenate([g[name] for name in VECTORS]), dtype=vector.dtype)
         reference.param_groups[0]["lr"] = float(lrs[k])
         reference.step()
-        theirs = gather({**{n: tensors[n] for n in MATRICES}, **dict(zip(VECTORS, _split(vector), strict=True))})
+        vectors = {n: tensors[n] for n in VECTORS} if per_bias else dict(zip(VECTORS, _split(vector), strict=True))
+        theirs = gather({**{n: tensors[n] for n in MATRICES}, **vectors})
         worst, top = _worse(worst, top, params, theirs)
     return worst, top
 
@@ -168,6 +179,13 @@ def run_muon(seed: int, foreach: bool, dtype: str = "float64") -> tuple[float, f
             reference.step()
         worst, top = _worse(worst, top, params, gather(tensors))
     return worst, top
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adafactor_takes_each_declared_bias_as_its_own_tensor(seed: int, foreach: bool) -> None:
+    worst, _ = run_adafactor(seed, foreach, per_bias=True)
+    assert worst <= 1e-10
 
 
 @pytest.mark.parametrize("foreach", [False, True])

@@ -109,3 +109,28 @@ def test_measured_rate_matches_theory(method: str, theory_lr: str, theory_rate: 
 def test_bad_task_options_are_rejected(name: str, options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_task(name, options)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_declares_a_layout_that_tiles_its_parameters(name: str) -> None:
+    from tuner.tensors import tensor_layout
+
+    task = make_task(name)
+    layout = tensor_layout(task.matrices, task.dim, task.vectors)  # raises on a gap or an overlap
+    covered = sum(m.rows * m.cols for m in layout.matrices) + sum(v.stop - v.start for v in layout.vectors)
+    assert covered == task.dim
+    assert len(layout.tensors) == (len(task.vectors) if task.vectors else min(1, len(layout.vectors)))
+
+
+@pytest.mark.parametrize(("matrices", "vectors", "message"), [
+    ([(0, 2, 3)], [(5, 5)], "overlap at parameter 5"),
+    ([(0, 2, 3)], [(7, 3)], r"parameters 6-6 are in no declared matrix or vector"),
+    ([(0, 2, 3)], [(6, 3)], r"parameters 9-9 are in no declared matrix or vector"),
+    ([(8, 1, 3)], [], r"does not lie inside the 10 parameters"),
+    ([], [(0, 0)], r"does not lie inside"),
+])
+def test_a_layout_with_a_gap_or_an_overlap_is_refused(matrices, vectors, message) -> None:
+    from tuner.tensors import Matrix, tensor_layout
+
+    with pytest.raises(ValueError, match=message):
+        tensor_layout(tuple(Matrix(*m) for m in matrices), 10, tuple(vectors))

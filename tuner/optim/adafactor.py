@@ -1,9 +1,9 @@
 """Adafactor as torch.optim.Adafactor defines it: factored second moments for the weight matrices.
 
 Each parameter tensor is one of the task's weight matrices (``task.matrices``, in torch's
-orientation: ``Matrix.view``), or the vector of every other coordinate, which torch would hold
-as one 1-D parameter. Before ``bind(task)`` and on tasks without matrices, everything is that one
-vector. Per tensor P with gradient G and n elements, at step t, with tau = beta2_decay:
+orientation: ``Matrix.view``), or one of its vectors (``task.vectors``, each bias), or, when the
+task declares none, the vector of every other coordinate, which torch would hold as one 1-D
+parameter. Before ``bind(task)`` and on tasks without matrices, everything is that one vector. Per tensor P with gradient G and n elements, at step t, with tau = beta2_decay:
 
     w = t ** tau                                   (1 - beta2_t; w = 1 at t = 1)
     rho = min(lr, 1 / sqrt(t))
@@ -41,10 +41,10 @@ Hugging Face transformers' ``Adafactor`` and from ``optax.adafactor``:
   as in the paper, transformers and optax (decay_rate 0.8 there), without optax's
   ``decay_offset`` and with no cap.
 - torch factors every tensor of two or more dimensions over its last two; optax only dimensions
-  of at least ``min_dim_size_to_factor`` (128). Here the task's weight matrices are factored and
-  everything else is one vector: on a network with several bias vectors, torch with one
-  Parameter per bias takes RMS(P) and RMS(U) per bias, this rule over all of them together (a
-  task declares no bias boundaries).
+  of at least ``min_dim_size_to_factor`` (128). Here the task's weight matrices are factored (a
+  conv kernel as its im2col matrix, out x in*k*k, where torch would factor the k x k of the 4-D
+  kernel), each declared vector (``task.vectors``: each bias) is a tensor of its own, as torch's
+  Parameters are, and on a task that declares none every other coordinate is one vector.
 
 Weight decay is this rule's own option (the registry's ``decay`` is None): alpha reads RMS(P)
 before the decay, so ``transforms.WeightDecay`` applied before the rule would change the step.
@@ -58,8 +58,8 @@ import numpy as np
 
 from tuner.errors import ConfigError, check_range, shown
 from tuner.optim.base import lerp_
-from tuner.optim.muon import Bound, Layout, layout
-from tuner.tasks.base import Matrix
+from tuner.optim.muon import Bound
+from tuner.tensors import Matrix, TensorLayout, tensor_layout
 
 
 @dataclass(slots=True)
@@ -81,7 +81,7 @@ class AdafactorState:
     """The layout, each matrix's factors, the other coordinates' second moment ``variance`` (flat,
     used off the matrices), the scratch update, eps1 for the dtype, step count."""
 
-    layout: Layout
+    layout: TensorLayout
     factored: tuple[_Factored, ...]
     variance: np.ndarray
     scratch: np.ndarray
@@ -113,10 +113,11 @@ class Adafactor:
 
     def bind(self, task: Any) -> Bound:
         """This rule for ``task``: factored second moments for ``task.matrices``."""
-        return Bound(self, tuple(getattr(task, "matrices", ())))
+        return Bound.of(self, task)
 
-    def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = ()) -> AdafactorState:
-        where = layout(matrices, params.size)
+    def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = (),
+             vectors: tuple[tuple[int, int], ...] = ()) -> AdafactorState:
+        where = tensor_layout(matrices, params.size, vectors)
         factored = []
         for m in where.matrices:
             rows, cols = m.view(params).shape
@@ -132,11 +133,12 @@ class Adafactor:
         w = t**self.beta2_decay
         rho = min(lr, 1 / (t**0.5))
         eps1, eps2 = state.eps1, self.eps[1]
-        vectors = state.layout.vectors
-        n_vector = sum(v.stop - v.start for v in vectors)
+        tensors = state.layout.tensors
+        sizes = [sum(v.stop - v.start for v in parts) for parts in tensors]
         # every alpha from the parameters before the decay, as torch computes it
         alphas = [max(eps2, _norm(params, (f.flat,)) / (f.size**0.5)) * rho for f in state.factored]
-        vector_alpha = max(eps2, _norm(params, vectors) / (n_vector**0.5)) * rho if n_vector else 0.0
+        vector_alphas = [max(eps2, _norm(params, parts) / (n**0.5)) * rho
+                         for parts, n in zip(tensors, sizes, strict=True)]
         if self.weight_decay != 0:
             params *= 1 - lr * self.weight_decay
         for f, alpha in zip(state.factored, alphas, strict=True):
@@ -149,13 +151,13 @@ class Adafactor:
             np.matmul(f.row_var[:, None], f.col_var[None, :], out=u)  # R C^T, as torch's row_var @ col_var
             state.scratch[f.flat] /= max(float(f.row_var.mean()), eps1)
             self._step(params, grad, state.scratch, (f.flat,), f.size, alpha, eps1)
-        if n_vector:
-            for v in vectors:
+        for parts, n, alpha in zip(tensors, sizes, vector_alphas, strict=True):
+            for v in parts:
                 u, variance = state.scratch[v], state.variance[v]
                 np.multiply(grad[v], grad[v], out=u)
                 lerp_(variance, u, w, u)
                 np.copyto(u, variance)
-            self._step(params, grad, state.scratch, vectors, n_vector, vector_alpha, eps1)
+            self._step(params, grad, state.scratch, parts, n, alpha, eps1)
 
     def _step(self, params: np.ndarray, grad: np.ndarray, scratch: np.ndarray, parts: tuple[slice, ...],
               size: int, alpha: float, eps1: float) -> None:

@@ -56,53 +56,30 @@ import numpy as np
 from tuner.errors import ConfigError, check_range, shown
 from tuner.optim.adam import Adam, AdamState
 from tuner.optim.base import check_bool, lerp_, lerp_into
-from tuner.tasks.base import Matrix
+from tuner.tensors import Matrix, TensorLayout, tensor_layout
 
 ADJUST_LR_FNS = ("original", "match_rms_adamw")
 """torch.optim.Muon's ``adjust_lr_fn`` values (None means "original")."""
 
 
 @dataclass(frozen=True, slots=True)
-class Layout:
-    """Where the weight matrices lie in the flat parameters, and the runs of other coordinates
-    (``vectors``, contiguous slices in flat order)."""
-
-    matrices: tuple[Matrix, ...]
-    vectors: tuple[slice, ...]
-
-
-def layout(matrices: tuple[Matrix, ...], size: int) -> Layout:
-    """The layout of ``size`` flat parameters holding ``matrices``; ValueError if a matrix is empty,
-    lies outside the vector or overlaps another."""
-    spans = []
-    for m in matrices:
-        if not (m.rows >= 1 and m.cols >= 1 and m.offset >= 0 and m.offset + m.rows * m.cols <= size):
-            raise ValueError(f"matrix {m} does not lie inside the {size} parameters")
-        spans.append((m.offset, m.offset + m.rows * m.cols))
-    vectors, at = [], 0
-    for start, stop in sorted(spans):
-        if start < at:
-            raise ValueError(f"matrices overlap at parameter {start}")
-        if start > at:
-            vectors.append(slice(at, start))
-        at = stop
-    if at < size:
-        vectors.append(slice(at, size))
-    return Layout(tuple(matrices), tuple(vectors))
-
-
-@dataclass(frozen=True, slots=True)
 class Bound:
-    """``rule`` for a task whose flat parameters hold ``matrices``: what ``rule.bind(task)`` returns."""
+    """``rule`` for a task whose flat parameters hold ``matrices`` and ``vectors`` (``Task``'s):
+    what ``rule.bind(task)`` returns."""
 
     rule: Any
     matrices: tuple[Matrix, ...]
+    vectors: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, rule: Any, task: Any) -> "Bound":
+        return cls(rule, tuple(getattr(task, "matrices", ())), tuple(getattr(task, "vectors", ())))
 
     def bind(self, task: Any) -> "Bound":
         return self.rule.bind(task)
 
     def init(self, params: np.ndarray) -> Any:
-        return self.rule.init(params, self.matrices)
+        return self.rule.init(params, self.matrices, self.vectors)
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: Any) -> None:
         self.rule.update(params, grad, lr, state)
@@ -129,7 +106,7 @@ class MuonState:
     """The layout, Muon's momentum buffer (flat, used on the matrices), scratch, the matrices'
     blocks, and AdamW's rule and one state per run of other coordinates."""
 
-    layout: Layout
+    layout: TensorLayout
     momentum_buffer: np.ndarray
     scratch: np.ndarray
     blocks: tuple[_Block, ...]
@@ -173,7 +150,7 @@ class Muon:
 
     def bind(self, task: Any) -> Bound:
         """This rule for ``task``: Muon on ``task.matrices``."""
-        return Bound(self, tuple(getattr(task, "matrices", ())))
+        return Bound.of(self, task)
 
     def ratio(self, shape: tuple[int, int]) -> float:
         """torch's ``_adjust_lr`` factor for a matrix of torch shape (A, B)."""
@@ -182,8 +159,9 @@ class Muon:
             return 0.2 * math.sqrt(max(rows, cols))
         return math.sqrt(max(1, rows / cols))
 
-    def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = ()) -> MuonState:
-        where = layout(matrices, params.size)
+    def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = (),
+             vectors: tuple[tuple[int, int], ...] = ()) -> MuonState:
+        where = tensor_layout(matrices, params.size, vectors)
         buffers: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         blocks = []
         for m in where.matrices:

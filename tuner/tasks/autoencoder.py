@@ -70,6 +70,7 @@ class AutoencoderTask(Task):
         self.layout = Layout([(f"layer{i}.weight", (o, n)) for i, (n, o) in enumerate(pairs)],
                              [(f"layer{i}.bias", (o,)) for i, (_, o) in enumerate(pairs)])
         self.dim = self.layout.dim
+        self.vectors = self.layout.vectors
         self.matrices = tuple(self.layout.matrix(f"layer{i}.weight") for i in range(len(pairs)))
         self._fan_in = {}
         for i, (n, _) in enumerate(pairs):

@@ -2,30 +2,14 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tuner.tensors import Matrix
+
 Batch = Any
 """Whatever a task's ``batches`` yields and its ``loss_and_grad`` accepts."""
-
-
-@dataclass(frozen=True)
-class Matrix:
-    """A weight matrix inside the flat parameters: ``flat[offset : offset + rows * cols]`` read
-    row-major as (rows, cols). torch's weight of the same layer (nn.Linear's (out, in)) is that
-    matrix, or its transpose when ``transposed``."""
-
-    offset: int
-    rows: int
-    cols: int
-    transposed: bool = False
-
-    def view(self, flat: "np.ndarray") -> "np.ndarray":
-        """The matrix in torch's orientation, as a view into ``flat``."""
-        matrix = flat[self.offset : self.offset + self.rows * self.cols].reshape(self.rows, self.cols)
-        return matrix.T if self.transposed else matrix
 
 
 class Task(ABC):
@@ -41,8 +25,12 @@ class Task(ABC):
     metrics: tuple[str, ...]
     """Keys of ``evaluate``'s result."""
     matrices: tuple[Matrix, ...] = ()
-    """The weight matrices in the flat parameters (Muon orthogonalises their updates); the other
-    parameters (biases, synthetic tasks' coordinates) are vectors."""
+    """The weight matrices in the flat parameters (Muon orthogonalises their updates, Adafactor
+    factors their second moments); the other parameters (biases, synthetic tasks' coordinates)
+    are vectors."""
+    vectors: tuple[tuple[int, int], ...] = ()
+    """(offset, size) of each other parameter tensor as torch holds it (each bias), when the task
+    has several; empty: every coordinate outside the matrices is one tensor."""
 
     @abstractmethod
     def init_params(self, seed: int) -> np.ndarray:

@@ -157,6 +157,7 @@ class CNNTask(Task):
              ("head.bias", (self.n_classes,))],
         )
         self.dim = self.layout.dim
+        self.vectors = self.layout.vectors
         self.matrices = tuple(self.layout.matrix(f"conv{i}.weight") for i in range(len(self.blocks))) + (
             self.layout.matrix("head.weight"),)
         self._fan_in = {}

@@ -11,7 +11,7 @@ from math import prod, sqrt
 
 import numpy as np
 
-from tuner.tasks.base import Matrix
+from tuner.tensors import Matrix
 
 
 class Layout:
@@ -25,6 +25,8 @@ class Layout:
             at += prod(shape)
         self.n_weights = sum(prod(shape) for _, shape in weights)
         self.dim = at
+        self.vectors = tuple((self.blocks[name][0], prod(shape)) for name, shape in biases)
+        """(offset, size) of each bias: ``Task.vectors``."""
         self._cache: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
     def views(self, flat: np.ndarray) -> dict[str, np.ndarray]:

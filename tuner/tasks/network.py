@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tuner.tasks.base import Matrix, Task
+from tuner.tasks.base import Task
 from tuner.tasks.data import DataOptions, load_dataset
+from tuner.tensors import Matrix
 
 
 class _Workspace:
@@ -46,7 +47,10 @@ class NetworkTask(Task):
         self.dim = self.n_weights + sum(o for _, o in pairs)
         self._shapes = pairs
         offsets = np.cumsum([0] + [i * o for i, o in pairs])
-        self.matrices = tuple(Matrix(int(at), i, o, transposed=True) for at, (i, o) in zip(offsets, pairs, strict=False))
+        self.matrices = tuple(Matrix(int(at), i, o, transposed=True)
+                              for at, (i, o) in zip(offsets, pairs, strict=False))
+        bias_offsets = self.n_weights + np.cumsum([0] + [o for _, o in pairs])
+        self.vectors = tuple((int(at), o) for at, (_, o) in zip(bias_offsets, pairs, strict=False))
         self._targets = head.encode(data.y_train, data.n_classes, self.dtype)
         self._val_targets = head.encode(data.y_val, data.n_classes, self.dtype)
         self._epoch_x = np.empty_like(data.x_train)

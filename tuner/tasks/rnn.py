@@ -107,6 +107,7 @@ class AddingRNN(Task):
             [("bias", (n_hidden,)), ("out.bias", (1,))],
         )
         self.dim = self.layout.dim
+        self.vectors = self.layout.vectors
         self.matrices = tuple(self.layout.matrix(name) for name in ("weight_ih", "weight_hh", "out.weight"))
         self._workspaces: dict[int, _Workspace] = {}
         self._decay = np.empty(self.layout.n_weights, self.dtype)
