@@ -107,3 +107,34 @@ def test_lbfgs_snippet_names_the_nearest_torch_optimizer() -> None:
     exec(torch_snippet({"optimizer": "lbfgs", "history_size": 7}), scope)
     group = scope["optimizer"].param_groups[0]
     assert (group["history_size"], group["line_search_fn"]) == (7, "strong_wolfe")
+
+
+@pytest.mark.parametrize("schedule", [{"schedule": "constant"}, {"schedule": "cosine", "cosine_floor": 0.1, "warmup": 0.1}])
+def test_muon_snippet_trains_matrices_with_muon_and_the_rest_with_adamw(schedule: dict) -> None:
+    torch = optional_torch()
+    values = {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.05, "adjust_lr_fn": "match_rms_adamw", "nesterov": True,
+              "adamw_beta1": 0.8, "adamw_beta2": 0.99, "adamw_eps": 1e-7, "batch_size": 32, **schedule}
+    config = to_config("muon", values, TOTAL)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    scope = {"model": model}
+    exec(torch_snippet(config), scope)  # the snippet as a user pastes it
+    muon, adamw = scope["optimizer"], scope["adamw"]
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert [p.ndim for p in muon.param_groups[0]["params"]] == [2, 2]
+    assert [p.ndim for p in adamw.param_groups[0]["params"]] == [1, 1]
+    group = muon.param_groups[0]
+    initial = group.get("initial_lr", group["lr"])  # a warm-up starts lower
+    assert (initial, group["momentum"], group["weight_decay"], group["adjust_lr_fn"]) == (0.02, 0.9, 0.05,
+                                                                                         "match_rms_adamw")
+    group = adamw.param_groups[0]
+    initial = group.get("initial_lr", group["lr"])
+    assert (initial, group["betas"], group["eps"], group["weight_decay"]) == (0.02, (0.8, 0.99), 1e-7, 0.05)
+    if schedule["schedule"] == "cosine":
+        expected = make_schedule("cosine", 0.02, **{k: v for k, v in config["schedule"].items() if k != "kind"})
+        for k in range(TOTAL):
+            for optimizer in (muon, adamw):
+                assert optimizer.param_groups[0]["lr"] == pytest.approx(expected(k), rel=1e-12)
+            muon.step()
+            adamw.step()
+            scope["scheduler"].step()
+            scope["adamw_scheduler"].step()

@@ -28,21 +28,42 @@ def torch_snippet(config: dict[str, Any]) -> str:
     if entry.full_batch:
         lines.append("# tuner runs scipy's L-BFGS-B; torch's LBFGS with a strong-Wolfe line search is the nearest kin")
         arguments["line_search_fn"] = "strong_wolfe"
-    parts = ["model.parameters()", *(f"{k}={_literal(v)}" for k, v in arguments.items())]
-    call = f"optimizer = {reference}({', '.join(parts)})"
-    if len(call) > 100:
-        call = f"optimizer = {reference}(\n" + "".join(f"    {p},\n" for p in parts) + ")"
-    lines.append(call)
+    optimizers = ["optimizer"]
+    if entry.torch == "Muon":
+        own = {name: arguments.pop(name, entry.option_default(name))
+               for name in ("adamw_beta1", "adamw_beta2", "adamw_eps")}
+        adamw = {"lr": arguments["lr"], "betas": (own["adamw_beta1"], own["adamw_beta2"]), "eps": own["adamw_eps"],
+                 "weight_decay": arguments.get("weight_decay", entry.option_default("weight_decay"))}
+        lines += ["# Muon trains the 2-D weights and AdamW the rest, as torch's documentation pairs them (tuner",
+                  "# also orthogonalises conv kernels, flattened to (out, in * k * k); torch's Muon takes 2-D only)",
+                  "matrices = [p for p in model.parameters() if p.ndim == 2]",
+                  "others = [p for p in model.parameters() if p.ndim != 2]",
+                  _call("optimizer", reference, "matrices", arguments),
+                  _call("adamw", "torch.optim.AdamW", "others", adamw),
+                  "# step both: optimizer.step(); adamw.step()"]
+        optimizers.append("adamw")
+    else:
+        lines.append(_call("optimizer", reference, "model.parameters()", arguments))
     if entry.package == "schedulefree":
         lines += ["optimizer.train()  # schedule-free: train at y; call optimizer.eval() before evaluating or saving",
                   "# (evaluation at the average x) and optimizer.train() again before the next step"]
     schedule = config.get("schedule")
     if schedule:
-        lines += _scheduler_lines(schedule, config["lr"])
+        for name in optimizers:
+            lines += _scheduler_lines(schedule, config["lr"], name)
     lines += _technique_lines(config)
     if "batch_size" in config:
         lines.append(f"# batch size: {config['batch_size']}")
     return "\n".join(lines) + "\n"
+
+
+def _call(name: str, reference: str, params: str, arguments: dict[str, Any]) -> str:
+    """``name = reference(params, key=value, ...)``, one argument per line when it is long."""
+    parts = [params, *(f"{k}={_literal(v)}" for k, v in arguments.items())]
+    call = f"{name} = {reference}({', '.join(parts)})"
+    if len(call) > 100:
+        call = f"{name} = {reference}(\n" + "".join(f"    {p},\n" for p in parts) + ")"
+    return call
 
 
 def _technique_lines(config: dict[str, Any]) -> list[str]:
@@ -67,23 +88,29 @@ def _technique_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _scheduler_lines(schedule: dict[str, Any], lr: float) -> list[str]:
+def _scheduler_lines(schedule: dict[str, Any], lr: float, optimizer: str = "optimizer") -> list[str]:
+    """The scheduler of ``optimizer`` (the variable's name); its variables are prefixed with the
+    optimizer's name unless it is the main ``optimizer``."""
     kind, warmup = schedule["kind"], schedule.get("warmup_steps", 0)
+    prefix = "" if optimizer == "optimizer" else f"{optimizer}_"
     sched = "torch.optim.lr_scheduler"
     entry = SCHEDULES[kind]
     main = f"{sched}." + entry.torch.format(
         **{name: _literal(value) for name, value in entry.torch_fields(lr, schedule).items()})
-    notes = [f"# {entry.note}"] if entry.note else []
+    main = main.replace("(optimizer,", f"({optimizer},")
+    notes = [f"# {entry.note}"] if entry.note and not prefix else []
     if warmup:
         start = _literal(schedule.get("warmup_start_factor", 0.1))
-        lines = [f"warmup = {sched}.LinearLR(optimizer, start_factor={start}, end_factor=1.0, total_iters={warmup})",
-                 f"decay = {main}",
-                 f"scheduler = {sched}.SequentialLR(optimizer, [warmup, decay], milestones=[{warmup}])"]
+        lines = [f"{prefix}warmup = {sched}.LinearLR({optimizer}, start_factor={start}, end_factor=1.0, "
+                 f"total_iters={warmup})",
+                 f"{prefix}decay = {main}",
+                 f"{prefix}scheduler = {sched}.SequentialLR({optimizer}, [{prefix}warmup, {prefix}decay], "
+                 f"milestones=[{warmup}])"]
     elif kind == "constant":
-        return ["# constant learning rate: no scheduler needed"]
+        return [] if prefix else ["# constant learning rate: no scheduler needed"]
     else:
-        lines = [f"scheduler = {main}"]
-    return [*notes, *lines, "# call scheduler.step() after every optimizer.step()"]
+        lines = [f"{prefix}scheduler = {main}"]
+    return [*notes, *lines, f"# call {prefix}scheduler.step() after every {optimizer}.step()"]
 
 
 def study_snippet(config: dict[str, Any], total_steps: int) -> str:

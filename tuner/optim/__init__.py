@@ -93,6 +93,9 @@ class OptimizerEntry:
         return {k: v for k, v in {**self.defaults, **self.fixed}.items() if default.get(k, MISSING) != v}
 
 
+NO_SCHEDULE = Param("schedule", choices=("constant",), fixed="constant")
+"""The schedule of schedule-free optimizers unless a study file opens others: the method replaces it."""
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(SGD, "SGD", (lr(1e-4, 1.0), weight_decay(1e-6, 1e-2)),
                           fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
@@ -150,12 +153,13 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "schedule_free_sgd": OptimizerEntry(ScheduleFreeSGD, "SGDScheduleFree", (
         lr(1e-3, 1e1), one_minus("momentum", 0.5, 0.999), weight_decay(1e-6, 1e-2),
         Param("warmup_steps", 0, 1000, log=False, integer=True, fixed=0), Param("r", 0.0, 1.0, log=False, fixed=0.0),
-        Param("weight_lr_power", 0.0, 2.0, log=False, fixed=2.0),
+        Param("weight_lr_power", 0.0, 2.0, log=False, fixed=2.0), NO_SCHEDULE,
     ), package="schedulefree"),
     "schedule_free_adamw": OptimizerEntry(ScheduleFreeAdamW, "AdamWScheduleFree", (
         lr(1e-5, 1e-1), one_minus("beta1", 0.5, 0.999), one_minus("beta2", 0.9, 0.9999), Param("eps", 1e-10, 1e-2),
         weight_decay(1e-5, 1.0), Param("warmup_steps", 0, 1000, log=False, integer=True, fixed=0),
         Param("r", 0.0, 1.0, log=False, fixed=0.0), Param("weight_lr_power", 0.0, 2.0, log=False, fixed=2.0),
+        NO_SCHEDULE,
     ), decay=None, package="schedulefree"),
     # Adafactor and Muon read the task's weight matrices (bind). Adafactor owns its weight decay (torch
     # reads RMS(p) before decaying); Muon's lr is shared with AdamW on the other parameters through
