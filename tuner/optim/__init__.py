@@ -64,6 +64,8 @@ class OptimizerEntry:
     def reference_defaults(self) -> dict[str, Any]:
         """Every option with the reference's default (the rule's fields mirror the reference's)."""
         default = {f.name: f.default for f in fields(self.cls) if f.default is not MISSING}
+        if self.decay:  # every entry keeps its reference's weight-decay default (0 unless ``defaults`` says)
+            default["weight_decay"] = self.defaults.get("weight_decay", 0.0)
         if self.decay_switch:
             default[self.decay_switch] = False
         return default
