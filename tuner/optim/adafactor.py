@@ -3,7 +3,8 @@
 Each parameter tensor is one of the task's weight matrices (``task.matrices``, in torch's
 orientation: ``Matrix.view``), or one of its vectors (``task.vectors``, each bias), or, when the
 task declares none, the vector of every other coordinate, which torch would hold as one 1-D
-parameter. Before ``bind(task)`` and on tasks without matrices, everything is that one vector. Per tensor P with gradient G and n elements, at step t, with tau = beta2_decay:
+parameter. Before ``bind(task)`` and on tasks without matrices, everything is that one vector.
+Per tensor P with gradient G and n elements, at step t, with tau = beta2_decay:
 
     w = t ** tau                                   (1 - beta2_t; w = 1 at t = 1)
     rho = min(lr, 1 / sqrt(t))

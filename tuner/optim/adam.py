@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import ConfigError, check_range
-from tuner.optim.base import check_bool
+from tuner.optim.base import check_bool, moment_, square_moment_
 
 
 @dataclass(slots=True)
@@ -20,12 +20,15 @@ class AdamState:
     t: int = 0
 
 
-def check_betas(betas: tuple[float, float]) -> None:
-    """A pair (beta1, beta2), each in [0, 1); ConfigError naming ``betas[i]`` otherwise."""
+def check_betas(betas: tuple[float, float], *, allow_one: bool = False) -> tuple[float, float]:
+    """A pair (beta1, beta2), each in [0, 1) (or [0, 1] with ``allow_one``), as floats;
+    ConfigError naming ``betas[i]`` otherwise."""
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in [0, 1)")
-    check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
-    check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True)
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in {interval}")
+    check_range("betas[0]", betas[0], 0.0, 1.0, high_open=not allow_one)
+    check_range("betas[1]", betas[1], 0.0, 1.0, high_open=not allow_one)
+    return float(betas[0]), float(betas[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,7 @@ class Adam:
     amsgrad: bool = False
 
     def __post_init__(self) -> None:
-        check_betas(self.betas)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", check_betas(self.betas))
         check_range("eps", self.eps, 0.0)
         check_bool("amsgrad", self.amsgrad)
 
@@ -63,13 +65,8 @@ class Adam:
         g = grad
         state.t += 1
         tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
+        moment_(m, g, b1, tmp)
+        square_moment_(v, g, b2, tmp)
         if self.amsgrad:
             np.maximum(state.max_exp_avg_sq, v, out=state.max_exp_avg_sq)
             v = state.max_exp_avg_sq

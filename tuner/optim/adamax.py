@@ -6,6 +6,7 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
+from tuner.optim.base import moment_
 
 
 @dataclass(slots=True)
@@ -31,8 +32,7 @@ class Adamax:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        check_betas(self.betas)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", check_betas(self.betas))
         check_range("eps", self.eps, 0.0)
 
     def init(self, params: np.ndarray) -> AdamaxState:
@@ -47,9 +47,7 @@ class Adamax:
         g = grad
         state.t += 1
         tmp, m, u = state.scratch, state.exp_avg, state.exp_inf
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
+        moment_(m, g, b1, tmp)
         u *= b2
         np.abs(g, out=tmp)
         tmp += self.eps

@@ -56,3 +56,20 @@ def lerp_into(out: np.ndarray, start: np.ndarray, end: np.ndarray, weight: float
     else:
         out *= 1.0 - weight
         np.subtract(end, out, out=out)
+
+
+def moment_(average: np.ndarray, value: np.ndarray, decay: float, scratch: np.ndarray) -> None:
+    """average = decay * average + (1 - decay) * value in place (torch's
+    ``mul_(decay).add_(value, alpha=1 - decay)``, rounded the same way)."""
+    average *= decay
+    np.multiply(value, 1.0 - decay, out=scratch)
+    average += scratch
+
+
+def square_moment_(average: np.ndarray, grad: np.ndarray, decay: float, scratch: np.ndarray) -> None:
+    """average = decay * average + (1 - decay) * grad * grad in place (torch's
+    ``mul_(decay).addcmul_(grad, grad, value=1 - decay)``)."""
+    average *= decay
+    np.multiply(grad, grad, out=scratch)
+    scratch *= 1.0 - decay
+    average += scratch

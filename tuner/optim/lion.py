@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.errors import ConfigError, check_range
+from tuner.optim.adam import check_betas
 
 
 @dataclass(slots=True)
@@ -14,14 +14,6 @@ class LionState:
     exp_avg: np.ndarray
     scratch: np.ndarray
     scratch2: np.ndarray
-
-
-def check_unit_betas(betas: tuple[float, float]) -> None:
-    """A pair (beta1, beta2), each in [0, 1] as lion_pytorch asserts; ConfigError naming ``betas[i]``."""
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ConfigError(f"betas={betas!r} is not allowed; allowed: a pair (beta1, beta2) in [0, 1]")
-    check_range("betas[0]", betas[0], 0.0, 1.0)
-    check_range("betas[1]", betas[1], 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +30,7 @@ class Lion:
     betas: tuple[float, float] = (0.9, 0.99)
 
     def __post_init__(self) -> None:
-        check_unit_betas(self.betas)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", check_betas(self.betas, allow_one=True))  # lion_pytorch asserts [0, 1]
 
     def init(self, params: np.ndarray) -> LionState:
         return LionState(exp_avg=np.zeros_like(params), scratch=np.empty_like(params),

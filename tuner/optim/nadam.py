@@ -7,6 +7,7 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
+from tuner.optim.base import moment_, square_moment_
 
 
 @dataclass(slots=True)
@@ -42,8 +43,7 @@ class NAdam:
     momentum_decay: float = 4e-3
 
     def __post_init__(self) -> None:
-        check_betas(self.betas)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", check_betas(self.betas))
         check_range("eps", self.eps, 0.0)
         check_range("momentum_decay", self.momentum_decay, 0.0)
 
@@ -67,13 +67,8 @@ class NAdam:
         state.mu_product *= mu
         product = state.mu_product
         d, tmp, m, v = state.scratch, state.scaled, state.exp_avg, state.exp_avg_sq
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
+        moment_(m, g, b1, tmp)
+        square_moment_(v, g, b2, tmp)
         np.divide(v, 1.0 - b2**t, out=d)
         np.sqrt(d, out=d)
         d += self.eps

@@ -8,6 +8,7 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
+from tuner.optim.base import moment_, square_moment_
 
 
 @dataclass(slots=True)
@@ -39,8 +40,7 @@ class RAdam:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        check_betas(self.betas)
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", check_betas(self.betas))
         check_range("eps", self.eps, 0.0)
 
     def init(self, params: np.ndarray) -> RAdamState:
@@ -56,13 +56,8 @@ class RAdam:
         state.t += 1
         t = state.t
         tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
+        moment_(m, g, b1, tmp)
+        square_moment_(v, g, b2, tmp)
         c1, c2 = 1.0 - b1**t, 1.0 - b2**t
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho_t = rho_inf - 2.0 * t * b2**t / c2

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import check_range
-from tuner.optim.base import check_bool
+from tuner.optim.base import check_bool, moment_, square_moment_
 
 
 @dataclass(slots=True)
@@ -53,15 +53,10 @@ class RMSprop:
         g = grad
         tmp = state.scratch
         v = state.square_avg
-        v *= self.alpha
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - self.alpha
-        v += tmp
+        square_moment_(v, g, self.alpha, tmp)
         if self.centered:
             a = state.grad_avg
-            a *= self.alpha
-            np.multiply(g, 1.0 - self.alpha, out=tmp)
-            a += tmp
+            moment_(a, g, self.alpha, tmp)
             np.multiply(a, a, out=tmp)
             np.subtract(v, tmp, out=tmp)
             np.sqrt(tmp, out=tmp)

@@ -133,9 +133,8 @@ class ScheduleFreeAdamW:
     weight_lr_power: float = 2.0
 
     def __post_init__(self) -> None:
-        check_betas(self.betas)
+        object.__setattr__(self, "betas", check_betas(self.betas))
         check_range("betas[0]", self.betas[0], 0.0, 1.0, low_open=True, high_open=True)  # x divides by beta1
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
         check_range("eps", self.eps, 0.0)
         check_range("weight_decay", self.weight_decay, 0.0)
         _check_averaging(self.warmup_steps, self.r, self.weight_lr_power)

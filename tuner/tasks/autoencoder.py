@@ -12,15 +12,13 @@ the biases follow all weights; the init is torch's default, U(+-1/sqrt(fan_in)).
 The labels are not used; the only metric is the validation reconstruction loss.
 """
 
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, StrictInt, model_validator
 
-from tuner.tasks.base import Task
 from tuner.tasks.data import MAX_VALUES, DataOptions, load_dataset
-from tuner.tasks.layout import Layout, Shuffled, add_l2
+from tuner.tasks.layout import Layout, LayoutTask, Shuffled, add_l2
 
 
 class AutoencoderOptions(DataOptions):
@@ -54,7 +52,7 @@ class _Workspace:
         self.deriv = [np.empty((b, n), dtype) for n in sizes[1:-1]]
 
 
-class AutoencoderTask(Task):
+class AutoencoderTask(LayoutTask):
     """See the module docstring."""
 
     name = "autoencoder"
@@ -72,30 +70,12 @@ class AutoencoderTask(Task):
         self.dim = self.layout.dim
         self.vectors = self.layout.vectors
         self.matrices = tuple(self.layout.matrix(f"layer{i}.weight") for i in range(len(pairs)))
-        self._fan_in = {}
+        self.fan_in = {}
         for i, (n, _) in enumerate(pairs):
-            self._fan_in[f"layer{i}.weight"] = self._fan_in[f"layer{i}.bias"] = n
-        self._train = Shuffled(data.x_train)
+            self.fan_in[f"layer{i}.weight"] = self.fan_in[f"layer{i}.bias"] = n
+        self.train = Shuffled(data.x_train)
         self._workspaces: dict[int, _Workspace] = {}
         self._decay = np.empty(self.layout.n_weights, self.dtype)
-
-    def init_params(self, seed: int) -> np.ndarray:
-        flat = np.empty(self.dim, self.dtype)
-        self.layout.init_uniform(flat, np.random.default_rng(seed), self._fan_in)
-        return flat
-
-    # data -------------------------------------------------------------------------------
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return self._train.steps(batch_size)
-
-    def samples_per_epoch(self, batch_size: int) -> int:
-        return len(self._train)
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray]]:
-        return self._train.batches(batch_size, rng)
-
-    def full_batch(self) -> tuple[np.ndarray]:
-        return self._train.arrays
 
     # model ------------------------------------------------------------------------------
     def _workspace(self, batch: int) -> _Workspace:

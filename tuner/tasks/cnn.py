@@ -21,16 +21,14 @@ gradient's col2im k * k block additions, and pooling runs over the batch as its 
 Every buffer lives in a per-batch-size workspace allocated once.
 """
 
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, StrictInt, model_validator
 
-from tuner.tasks.base import Task
 from tuner.tasks.data import MAX_VALUES, DataOptions, load_dataset
 from tuner.tasks.heads import CrossEntropy
-from tuner.tasks.layout import Layout, Shuffled, add_l2
+from tuner.tasks.layout import Layout, LayoutTask, Shuffled, add_l2
 
 SIDE = 8
 """The digits are 8 x 8 images (scikit-learn's load_digits)."""
@@ -132,7 +130,7 @@ def _quarters(images: np.ndarray) -> list[np.ndarray]:
     return [images[:, r::2, c::2, :] for r, c in QUARTERS]
 
 
-class CNNTask(Task):
+class CNNTask(LayoutTask):
     """See the module docstring."""
 
     name = "cnn"
@@ -160,32 +158,14 @@ class CNNTask(Task):
         self.vectors = self.layout.vectors
         self.matrices = tuple(self.layout.matrix(f"conv{i}.weight") for i in range(len(self.blocks))) + (
             self.layout.matrix("head.weight"),)
-        self._fan_in = {}
+        self.fan_in = {}
         for i, (c_in, _, _) in enumerate(self.blocks):
-            self._fan_in[f"conv{i}.weight"] = self._fan_in[f"conv{i}.bias"] = c_in * k * k
-        self._fan_in["head.weight"] = self._fan_in["head.bias"] = self.n_features
-        self._train = Shuffled(data.x_train, CrossEntropy.encode(data.y_train, data.n_classes, self.dtype))
+            self.fan_in[f"conv{i}.weight"] = self.fan_in[f"conv{i}.bias"] = c_in * k * k
+        self.fan_in["head.weight"] = self.fan_in["head.bias"] = self.n_features
+        self.train = Shuffled(data.x_train, CrossEntropy.encode(data.y_train, data.n_classes, self.dtype))
         self._val_targets = CrossEntropy.encode(data.y_val, data.n_classes, self.dtype)
         self._workspaces: dict[int, _Workspace] = {}
         self._decay = np.empty(self.layout.n_weights, self.dtype)
-
-    def init_params(self, seed: int) -> np.ndarray:
-        flat = np.empty(self.dim, self.dtype)
-        self.layout.init_uniform(flat, np.random.default_rng(seed), self._fan_in)
-        return flat
-
-    # data -------------------------------------------------------------------------------
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return self._train.steps(batch_size)
-
-    def samples_per_epoch(self, batch_size: int) -> int:
-        return len(self._train)
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return self._train.batches(batch_size, rng)
-
-    def full_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._train.arrays
 
     # model ------------------------------------------------------------------------------
     def _workspace(self, batch: int) -> _Workspace:

@@ -11,6 +11,7 @@ from math import prod, sqrt
 
 import numpy as np
 
+from tuner.tasks.base import Task
 from tuner.tensors import Matrix
 
 
@@ -82,3 +83,30 @@ class Shuffled:
             np.take(array, order, axis=0, out=epoch)
         for start in range(0, n, batch_size):
             yield tuple(epoch[start : start + batch_size] for epoch in self._epoch)
+
+
+class LayoutTask(Task):
+    """The parts of the Task protocol the array-model tasks share: parameters in ``layout`` drawn
+    with torch's default init (``fan_in``), and epochs over ``train`` (a Shuffled set); the
+    minibatches are tuples of its arrays' rows."""
+
+    layout: Layout
+    fan_in: dict[str, int]
+    train: Shuffled
+
+    def init_params(self, seed: int) -> np.ndarray:
+        flat = np.empty(self.dim, self.dtype)
+        self.layout.init_uniform(flat, np.random.default_rng(seed), self.fan_in)
+        return flat
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.train.steps(batch_size)
+
+    def samples_per_epoch(self, batch_size: int) -> int:
+        return len(self.train)
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, ...]]:
+        return self.train.batches(batch_size, rng)
+
+    def full_batch(self) -> tuple[np.ndarray, ...]:
+        return self.train.arrays

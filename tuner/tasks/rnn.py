@@ -24,15 +24,13 @@ Data: ``n_train`` and ``n_val`` sequences generated from ``data_seed`` (the vali
 stream of its own); an epoch is one pass over the training sequences in a fresh random order.
 """
 
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tuner.tasks.base import Task
 from tuner.tasks.data import MAX_VALUES
-from tuner.tasks.layout import Layout, Shuffled, add_l2
+from tuner.tasks.layout import Layout, LayoutTask, Shuffled, add_l2
 
 INPUTS = 2
 """A value and a marker per step."""
@@ -88,7 +86,7 @@ class _Workspace:
         self.y = np.empty((b, 1), dtype)
 
 
-class AddingRNN(Task):
+class AddingRNN(LayoutTask):
     """See the module docstring."""
 
     name = "rnn_adding"
@@ -101,7 +99,7 @@ class AddingRNN(Task):
         x, y = adding_problem(options.n_train, length, np.random.default_rng([options.data_seed, 0]))
         self.x_val, self.y_val = (a.astype(self.dtype) for a in
                                   adding_problem(options.n_val, length, np.random.default_rng([options.data_seed, 1])))
-        self._train = Shuffled(x.astype(self.dtype), y.astype(self.dtype))
+        self.train = Shuffled(x.astype(self.dtype), y.astype(self.dtype))
         self.layout = Layout(
             [("weight_ih", (n_hidden, INPUTS)), ("weight_hh", (n_hidden, n_hidden)), ("out.weight", (1, n_hidden))],
             [("bias", (n_hidden,)), ("out.bias", (1,))],
@@ -121,19 +119,6 @@ class AddingRNN(Task):
         q *= np.sign(np.diag(r))  # Haar-distributed
         self.layout.views(flat)["weight_hh"][...] = self.options.recurrent_scale * q
         return flat
-
-    # data -------------------------------------------------------------------------------
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return self._train.steps(batch_size)
-
-    def samples_per_epoch(self, batch_size: int) -> int:
-        return len(self._train)
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return self._train.batches(batch_size, rng)
-
-    def full_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._train.arrays
 
     # model ------------------------------------------------------------------------------
     def _workspace(self, batch: int) -> _Workspace:
