@@ -1,4 +1,7 @@
+import contextlib
+import fcntl
 import os
+import tempfile
 
 import pytest
 
@@ -23,6 +26,23 @@ def optional_package(name: str):
     return pytest.importorskip(name)
 
 
+_SERVER_LOCKS: dict[str, int] = {}
+"""The lock file each server's tests hold shared while they run (``fresh_database``), by variable."""
+SERVER_VARIABLES = {"postgres": "TUNER_TEST_POSTGRES_URL", "mariadb": "TUNER_TEST_MYSQL_URL"}
+
+
+@contextlib.contextmanager
+def server_to_itself(server: str):
+    """Hold the server (``postgres`` or ``mariadb``) alone, for a test that restarts it: wait until
+    the tests on the other pytest-xdist process release it. The caller uses a fresh database on it."""
+    lock = _SERVER_LOCKS[SERVER_VARIABLES[server]]
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+
+
 def fresh_database(variable: str, create: str, drop: str):
     """Yield the URL of a new database on the server named by the environment ``variable``;
     drop it afterwards. Skipped without the variable, except under CI=true."""
@@ -36,6 +56,9 @@ def fresh_database(variable: str, create: str, drop: str):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{variable} must be set under CI")
         pytest.skip(f"set {variable} to run these tests")
+    lock = os.open(os.path.join(tempfile.gettempdir(), f"tuner-test-{variable}.lock"), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_SH)  # shared by every test on the server; a restart takes it whole
+    _SERVER_LOCKS[variable] = lock
     name = f"tuner_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a server restart
     with admin.connect() as conn:
@@ -43,9 +66,13 @@ def fresh_database(variable: str, create: str, drop: str):
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(drop.format(name=name)))
-        admin.dispose()
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(drop.format(name=name)))
+            admin.dispose()
+        finally:
+            del _SERVER_LOCKS[variable]
+            os.close(lock)  # releases the lock
 
 
 @pytest.fixture

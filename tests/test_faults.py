@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import server_to_itself
 from tests.helpers import REPO, check_consistent, run_rows, tuner, write_study
 from tuner.storage.engine import reader_engine
 
@@ -134,7 +135,8 @@ def test_workers_carry_on_when_the_server_restarts(server_url, request, tmp_path
     while len(run_rows(reader_engine(server_url), name)) < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
     before = {r["id"] for r in run_rows(reader_engine(server_url), name)}
-    restart()
+    with server_to_itself(request.node.callspec.params["server_url"]):  # no other test loses its connection
+        restart()
     finish(workers)
     engine = reader_engine(server_url)
     counts = check_consistent(engine, name, workers=2)

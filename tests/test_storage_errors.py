@@ -35,6 +35,7 @@ from tuner.storage import engine as storage_engine
 from tuner.storage.migrate import MIGRATIONS, VERSION_TABLE, known_revisions
 from tuner.storage.problems import Unreachable
 from tuner.storage.store import Store
+from tuner.tasks import TASKS
 
 SECRET = "s3cretpw"
 READERS = (["list"], ["status", "tiny"], ["best", "tiny"], ["tunability", "tiny"], ["dashboard"])
@@ -353,7 +354,7 @@ def test_heartbeat_settings_are_whole_seconds_and_the_grace_period_the_longer(va
                                   ["quadratic", "--tolerance", "0"], ["quadratic", "--tolerance", "inf"]])
 def test_gradcheck_refuses_what_it_cannot_check(args) -> None:
     assert refused(["gradcheck", *args]).endswith(
-        "allowed: quadratic, rosenbrock, saddle, logistic, softmax, svm, mlp" if args == ["nosuch"]
+        f"allowed: {', '.join(TASKS)}" if args == ["nosuch"]
         else "in [0, inf)" if "--seed" in args else "a finite number in (0, inf)")
 
 
