@@ -89,3 +89,17 @@ def test_bad_patience_is_refused(patience) -> None:
     with pytest.raises(ConfigError, match="budget.patience"):
         parse_experiment({"name": "x", "task": {"name": "softmax"}, "optimizers": ["adam"], "samplers": ["random"],
                           "trials": 1, "budget": {"epochs": 3, "patience": patience}})
+
+
+def test_lbfgs_stops_early_too_and_is_judged_at_its_best_evaluation() -> None:
+    spec = parse_experiment({"name": "x", "task": {"name": "mlp", "options": {"hidden_sizes": [32]}},
+                             "optimizers": ["lbfgs"], "samplers": ["random"], "trials": 1,
+                             "budget": {"epochs": 200, "patience": 2}})
+    task = make_task("mlp", {"hidden_sizes": [32]})
+    config = {"optimizer": "lbfgs"}
+    result = run_config(task, config, Budget.of(spec), seed=0)
+    assert result.early_stopped and result.steps < 200  # full batch on 1437 images: it overfits soon
+    record = summarize(spec, task, result, config, 0, "trial")
+    best = result.best_eval
+    assert record.state == "COMPLETE" and record.final_val_loss == result.evals["val_loss"][best] == record.best_val_loss
+    assert record.final_train_loss == result.train_loss[result.eval_steps[best]]

@@ -109,7 +109,10 @@ def test_lbfgs_snippet_names_the_nearest_torch_optimizer() -> None:
     assert (group["history_size"], group["line_search_fn"]) == (7, "strong_wolfe")
 
 
-@pytest.mark.parametrize("schedule", [{"schedule": "constant"}, {"schedule": "cosine", "cosine_floor": 0.1, "warmup": 0.1}])
+@pytest.mark.parametrize("schedule", [{"schedule": "constant"}, {"schedule": "cosine", "cosine_floor": 0.1, "warmup": 0.1},
+                                      {"schedule": "one_cycle", "cycle_rise": 0.3, "cycle_div": 10.0,
+                                       "cycle_anneal": "linear"},
+                                      {"schedule": "wsd", "wsd_decay": 0.3, "wsd_cooldown": "1-sqrt", "warmup": 0.05}])
 def test_muon_snippet_trains_matrices_with_muon_and_the_rest_with_adamw(schedule: dict) -> None:
     torch = optional_torch()
     values = {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.05, "adjust_lr_fn": "match_rms_adamw", "nesterov": True,
@@ -123,14 +126,15 @@ def test_muon_snippet_trains_matrices_with_muon_and_the_rest_with_adamw(schedule
     assert [p.ndim for p in muon.param_groups[0]["params"]] == [2, 2]
     assert [p.ndim for p in adamw.param_groups[0]["params"]] == [1, 1]
     group = muon.param_groups[0]
-    initial = group.get("initial_lr", group["lr"])  # a warm-up starts lower
+    initial = group.get("max_lr", group.get("initial_lr", group["lr"]))  # a warm-up starts lower
     assert (initial, group["momentum"], group["weight_decay"], group["adjust_lr_fn"]) == (0.02, 0.9, 0.05,
                                                                                          "match_rms_adamw")
     group = adamw.param_groups[0]
-    initial = group.get("initial_lr", group["lr"])
+    initial = group.get("max_lr", group.get("initial_lr", group["lr"]))
     assert (initial, group["betas"], group["eps"], group["weight_decay"]) == (0.02, (0.8, 0.99), 1e-7, 0.05)
-    if schedule["schedule"] == "cosine":
-        expected = make_schedule("cosine", 0.02, **{k: v for k, v in config["schedule"].items() if k != "kind"})
+    if schedule["schedule"] != "constant":
+        expected = make_schedule(schedule["schedule"], 0.02,
+                                 **{k: v for k, v in config["schedule"].items() if k != "kind"})
         for k in range(TOTAL):
             for optimizer in (muon, adamw):
                 assert optimizer.param_groups[0]["lr"] == pytest.approx(expected(k), rel=1e-12)

@@ -134,8 +134,8 @@ def test_opened_techniques_are_sampled_on_their_scales_and_converted() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"clip_grad_norm": 1.0, "clip_grad_value": {"low": 0.1, "high": 1.0}}, "clip_grad_norm and clip_grad_value"),
-    ({"ema_decay": 0.99, "polyak_from": 0.5}, "ema_decay and polyak_from"),
+    ({"clip_grad_norm": 1.0, "clip_grad_value": {"low": 0.1, "high": 1.0}}, r"space.clip_grad_value: clip_grad_norm is set too"),
+    ({"ema_decay": 0.99, "polyak_from": 0.5}, r"space.polyak_from: ema_decay is set too"),
     ({"clip_grad_norm": 0.0}, r"space.clip_grad_norm=0.0 is not allowed"),
     ({"ema_decay": {"low": 0.9, "high": 1.0}}, r"space.ema_decay.high=1.0 is not allowed"),
     ({"polyak_from": 1.0}, r"space.polyak_from=1.0 is not allowed"),
@@ -154,3 +154,15 @@ def test_configurations_with_techniques_train() -> None:
     for values, _ in sample("adam", overrides, n=3):
         run = run_config(task, configure("adam", values, task, budget), budget, seed=0)
         assert len(run.evals["val_loss"]) == 2 and not run.diverged
+
+
+@pytest.mark.parametrize(("optimizer", "name"), [("lion", "beta1"), ("adadelta", "rho")])
+def test_a_one_minus_range_reaching_one_is_refused_on_a_log_scale_and_sampled_on_a_linear_one(optimizer, name) -> None:
+    from tuner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"space.{name}.high=1.0: a range sampled as 1 - value on a log scale"):
+        resolve(optimizer, {name: {"low": 0.5, "high": 1.0}}, data_task=True, where="space")
+    linear = {name: {"low": 0.5, "high": 1.0, "log": False}}
+    values = [v[name] for v, _ in sample(optimizer, linear, n=200)]
+    assert 0.5 <= min(values) and max(values) <= 1.0
+    assert 70 < sum(v > 0.75 for v in values) < 130, "uniform in 1 - value: about half above 0.75"

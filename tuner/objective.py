@@ -76,7 +76,8 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
         per_epoch = 1 if full_batch else task.steps_per_epoch(config.get("batch_size", 1))
         full = len(train_loss) // per_epoch * per_epoch
         epoch_means = train_loss[:full].reshape(-1, per_epoch).mean(axis=1) if full else np.array([np.nan])
-        last_epoch = result.eval_steps[final] // per_epoch - 1 if result.early_stopped else -1
+        # first-order: train_loss[k] is the loss before step k; L-BFGS: losses[i] is iteration i's
+        last_epoch = result.eval_steps[final] // per_epoch - (0 if full_batch else 1) if result.early_stopped else -1
         record.final_train_loss = finite(epoch_means[last_epoch])
         record.best_train_loss = finite(np.nanmin(epoch_means)) if np.isfinite(epoch_means).any() else None
         if result.evals.get("val_loss"):

@@ -63,7 +63,7 @@ class Param:
         if self.choices is not None:
             return trial.suggest_categorical(self.optuna_name, list(self.choices))
         if self.one_minus:
-            return 1.0 - trial.suggest_float(self.optuna_name, 1.0 - self.high, 1.0 - self.low, log=True)
+            return 1.0 - trial.suggest_float(self.optuna_name, 1.0 - self.high, 1.0 - self.low, log=self.log)
         if self.power_of_two:
             return 2 ** trial.suggest_int(self.optuna_name, round(math.log2(self.low)), round(math.log2(self.high)))
         if self.integer:
@@ -75,7 +75,7 @@ class Param:
         if self.choices is not None:
             return list(self.choices)
         if self.one_minus:
-            return np.geomspace(1.0 - self.high, 1.0 - self.low, points).tolist()
+            return (np.geomspace if self.log else np.linspace)(1.0 - self.high, 1.0 - self.low, points).tolist()
         if self.power_of_two:
             lo, hi = round(math.log2(self.low)), round(math.log2(self.high))
             return sorted({int(v) for v in np.linspace(lo, hi, min(points, hi - lo + 1)).round()})

@@ -1,5 +1,6 @@
 """Ready-to-paste forms of a tuned configuration: PyTorch code and a study-file entry."""
 
+import re
 from typing import Any
 
 import yaml
@@ -43,6 +44,9 @@ def torch_snippet(config: dict[str, Any]) -> str:
                   "# step both: optimizer.step(); adamw.step()"]
         optimizers.append("adamw")
     else:
+        if entry.torch == "Adafactor":
+            lines.append("# tuner factors a conv kernel as its (out, in * k * k) matrix; torch factors the 4-D "
+                         "kernel's last two dims")
         lines.append(_call("optimizer", reference, "model.parameters()", arguments))
     if entry.package == "schedulefree":
         lines += ["optimizer.train()  # schedule-free: train at y; call optimizer.eval() before evaluating or saving",
@@ -97,7 +101,7 @@ def _scheduler_lines(schedule: dict[str, Any], lr: float, optimizer: str = "opti
     entry = SCHEDULES[kind]
     main = f"{sched}." + entry.torch.format(
         **{name: _literal(value) for name, value in entry.torch_fields(lr, schedule).items()})
-    main = main.replace("(optimizer,", f"({optimizer},")
+    main = re.sub(r"\((\s*)optimizer,", rf"(\g<1>{optimizer},", main)  # every template's first argument
     notes = [f"# {entry.note}"] if entry.note and not prefix else []
     if warmup:
         start = _literal(schedule.get("warmup_start_factor", 0.1))

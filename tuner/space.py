@@ -119,7 +119,7 @@ def resolve(optimizer: str, overrides: dict[str, Any], *, data_task: bool, where
         space[name] = _override(optimizer, space[name], value, field, data_task)
     for pair in EXCLUSIVE:
         if all(name in space and not space[name].absent for name in pair):
-            raise ConfigError(f"{where}: {pair[0]} and {pair[1]} are both set; allowed: one of them")
+            raise ConfigError(f"{where}.{pair[1]}: {pair[0]} is set too; allowed: one of {pair[0]}, {pair[1]}")
     chosen = _schedule_choices(space)
     for p in space.values():
         if p.schedule and p.name in overrides and p.schedule not in chosen:
@@ -181,6 +181,9 @@ def _override(optimizer: str, param: Param, value: Any, field: str, data_task: b
         raise ConfigError(f"{field}: low={shown(low)} > high={shown(high)}; allowed: low <= high")
     if log and not param.one_minus and low <= 0:
         raise ConfigError(f"{field}.low={shown(low)}: a log-scale range needs low > 0 (or log: false)")
+    if log and param.one_minus and high >= 1:
+        raise ConfigError(f"{field}.high={shown(high)}: a range sampled as 1 - value on a log scale needs "
+                          "high < 1 (or log: false)")
     return replace(param, low=low, high=high, log=log, fixed=None, choices=None)
 
 

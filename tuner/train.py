@@ -66,7 +66,7 @@ def train(
     """Train from ``task.init_params(seed)`` for ``epochs`` epochs (full-batch iterations for L-BFGS).
 
     A loss that is not finite or exceeds ``divergence_factor`` times the first loss ends the
-    run with ``diverged_at`` set to that step. With ``patience`` (first-order optimizers), a run
+    run with ``diverged_at`` set to that step. With ``patience`` (any optimizer), a run
     whose monitored metric (``val_loss``, or ``loss`` on synthetic tasks) has not improved on its
     best for ``patience`` evaluations stops, complete, with ``early_stopped`` and ``best_eval`` set.
     """
@@ -76,7 +76,7 @@ def train(
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence: detected and recorded
         if isinstance(optimizer, LBFGS):
-            result = _train_lbfgs(task, optimizer, params, grad, epochs, eval_every, on_eval, start)
+            result = _train_lbfgs(task, optimizer, params, grad, epochs, eval_every, on_eval, patience, start)
         else:
             result = _train_first_order(
                 task, optimizer.bind(task), schedule, params, grad, rng, epochs, batch_size, eval_every, on_eval,
@@ -84,6 +84,25 @@ def train(
             )
     result.wall_time = time.perf_counter() - start
     return result
+
+
+class _EarlyStop:
+    """Early stopping after each evaluation: tracks the best evaluation of the monitored metric
+    (``val_loss``, or ``loss`` on synthetic tasks) in ``result.best_eval``; with ``patience``, True
+    (and ``result.early_stopped``) once that many evaluations passed without a new best."""
+
+    def __init__(self, task: Task, patience: int | None) -> None:
+        self.monitored = "val_loss" if "val_loss" in task.metrics else "loss"
+        self.patience = patience
+        self.best = math.inf
+
+    def __call__(self, result: RunResult, metrics: dict[str, float]) -> bool:
+        latest = len(result.eval_steps) - 1
+        if metrics[self.monitored] < self.best:
+            self.best, result.best_eval = metrics[self.monitored], latest
+        elif self.patience is not None and result.best_eval is not None and latest - result.best_eval >= self.patience:
+            result.early_stopped = True
+        return result.early_stopped
 
 
 def _record(result: RunResult, task: Task, params: np.ndarray, step: int, start: float) -> dict[str, float]:
@@ -121,8 +140,7 @@ def _train_first_order(
     update = optimizer.update
     limit = math.inf
     step = 0
-    monitored = "val_loss" if "val_loss" in task.metrics else "loss"
-    best = math.inf
+    early_stop = _EarlyStop(task, patience)
     for epoch in range(1, epochs + 1):
         for batch in task.batches(batch_size, rng):
             loss = task.loss_and_grad(params, batch, grad)
@@ -145,10 +163,7 @@ def _train_first_order(
             if on_eval is not None and on_eval(epoch, step, metrics):
                 result.stopped_early = True
                 break
-            if metrics[monitored] < best:
-                best, result.best_eval = metrics[monitored], len(result.eval_steps) - 1
-            elif patience is not None and len(result.eval_steps) - 1 - result.best_eval >= patience:
-                result.early_stopped = True
+            if early_stop(result, metrics):
                 break
     result.steps = step
     result.train_loss = losses[: step + (result.diverged_at is not None)]
@@ -163,9 +178,11 @@ def _train_lbfgs(
     epochs: int,
     eval_every: int,
     on_eval: OnEval | None,
+    patience: int | None,
     start: float,
 ) -> RunResult:
     batch = task.full_batch()
+    early_stop = _EarlyStop(task, patience)
     losses: list[float] = [task.loss_and_grad(params, batch, grad)]
     result = RunResult(train_loss=np.empty(0))
 
@@ -179,6 +196,7 @@ def _train_lbfgs(
             if on_eval is not None and on_eval(iteration, iteration, metrics):
                 result.stopped_early = True
                 return True
+            return early_stop(result, metrics)
         return False
 
     outcome = optimizer.minimize(fun, params, max_iter=epochs, callback=callback)
