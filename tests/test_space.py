@@ -164,5 +164,5 @@ def test_a_one_minus_range_reaching_one_is_refused_on_a_log_scale_and_sampled_on
         resolve(optimizer, {name: {"low": 0.5, "high": 1.0}}, data_task=True, where="space")
     linear = {name: {"low": 0.5, "high": 1.0, "log": False}}
     values = [v[name] for v, _ in sample(optimizer, linear, n=200)]
-    assert 0.5 <= min(values) and max(values) <= 1.0
+    assert min(values) >= 0.5 and max(values) <= 1.0
     assert 70 < sum(v > 0.75 for v in values) < 130, "uniform in 1 - value: about half above 0.75"
