@@ -351,11 +351,13 @@ def test_heartbeat_settings_are_whole_seconds_and_the_grace_period_the_longer(va
 
 
 @pytest.mark.parametrize("args", [["nosuch"], ["quadratic", "--seed", "-1"], ["quadratic", "--tolerance", "nan"],
-                                  ["quadratic", "--tolerance", "0"], ["quadratic", "--tolerance", "inf"]])
+                                  ["quadratic", "--tolerance", "0"], ["quadratic", "--tolerance", "inf"],
+                                  ["mlp", "-o", "dtype=garbage"], ["cnn", "-o", "dtype=float32"]])
 def test_gradcheck_refuses_what_it_cannot_check(args) -> None:
     assert refused(["gradcheck", *args]).endswith(
         f"allowed: {', '.join(TASKS)}" if args == ["nosuch"]
-        else "in [0, inf)" if "--seed" in args else "a finite number in (0, inf)")
+        else "in [0, inf)" if "--seed" in args else "(gradcheck differences in float64)" if "-o" in args
+        else "a finite number in (0, inf)")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner.errors import ConfigError, shown
 from tuner.tasks import make_task
 
 
@@ -34,8 +35,13 @@ def gradcheck(
     """Check task ``name`` in float64 at its seeded initial point on one minibatch.
 
     Synthetic tasks are checked without gradient noise. At most ``max_coords`` coordinates,
-    drawn at random, are differenced (all of them for smaller tasks).
+    drawn at random, are differenced (all of them for smaller tasks). ConfigError for a ``dtype``
+    option other than float64 (central differences need it).
     """
+    dtype = (options or {}).get("dtype", "float64")
+    if dtype != "float64":
+        raise ConfigError(f"task.options.dtype={shown(dtype)} is not allowed; allowed: float64 "
+                          "(gradcheck differences in float64)", allowed="float64")
     task = make_task(name, {**(options or {}), "dtype": "float64"})
     rng = np.random.default_rng(seed)
     params = task.init_params(seed)
