@@ -85,6 +85,15 @@ def check_range(
     return value
 
 
+def check_choice(field: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """Return ``value`` if it is one of ``choices`` (strings, or None), else raise ConfigError
+    naming ``field`` and listing the choices as a study file writes them."""
+    if not any(value is choice or (isinstance(value, str) and value == choice) for choice in choices):
+        allowed = ", ".join(shown(c) for c in choices)
+        raise ConfigError(f"{field}={shown(value)} is not allowed; allowed: {allowed}", allowed=allowed)
+    return value
+
+
 def check_options(owner: str, given: dict, allowed: "list[str] | tuple[str, ...]") -> None:
     """Raise ConfigError if ``given`` has a key that ``owner`` does not accept."""
     unknown = sorted(set(given) - set(allowed), key=str)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError, check_options, check_range, shown
+from tuner.errors import ConfigError, check_choice, check_options, check_range, shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +210,6 @@ SCHEDULES: dict[str, ScheduleKind] = {
 }
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        allowed = ", ".join(shown(c) for c in choices)
-        raise ConfigError(f"{name}={shown(value)} is not allowed; allowed: {allowed}", allowed=allowed)
-
-
 def make_schedule(
     kind: str,
     lr: float,
@@ -255,7 +249,7 @@ def make_schedule(
             allowed = f"a finite number in (0, 1) other than 1/total_steps = 1/{params['total_steps']}"
             raise ConfigError(f"pct_start={shown(pct)} is not allowed; allowed: {allowed}", allowed=allowed)
         params["pct_start"] = float(pct)
-        _check_choice("anneal_strategy", params["anneal_strategy"], ANNEAL_STRATEGIES)
+        check_choice("anneal_strategy", params["anneal_strategy"], ANNEAL_STRATEGIES)
         check_range("div_factor", params["div_factor"], 1.0)
         check_range("final_div_factor", params["final_div_factor"], 1.0)
     if kind == "cosine_restarts":
@@ -263,7 +257,7 @@ def make_schedule(
         check_range("period_mult", params["period_mult"], 1, integer=True)
     if kind == "wsd":
         check_range("cooldown_steps", params["cooldown_steps"], 1, params["total_steps"], integer=True)
-        _check_choice("cooldown", params["cooldown"], COOLDOWNS)
+        check_choice("cooldown", params["cooldown"], COOLDOWNS)
     check_range("warmup_steps", warmup_steps, 0, integer=True)
     if warmup_steps and not entry.warmup:
         allowed = f"0 (schedule {kind!r} warms up itself)"

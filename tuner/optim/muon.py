@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError, check_range, shown
+from tuner.errors import ConfigError, check_choice, check_range, shown
 from tuner.optim.adam import Adam, AdamState
 from tuner.optim.base import check_bool, lerp_, lerp_into
 from tuner.tensors import Matrix, TensorLayout, tensor_layout
@@ -140,10 +140,7 @@ class Muon:
         object.__setattr__(self, "ns_coefficients", tuple(float(v) for v in coefficients))
         check_range("eps", self.eps, 0.0, low_open=True)
         check_range("ns_steps", self.ns_steps, 0, 99, integer=True)
-        if self.adjust_lr_fn is not None and self.adjust_lr_fn not in ADJUST_LR_FNS:
-            allowed = "'original', 'match_rms_adamw' or null (original)"
-            raise ConfigError(f"adjust_lr_fn={shown(self.adjust_lr_fn)} is not allowed; allowed: {allowed}",
-                              allowed=allowed)
+        check_choice("adjust_lr_fn", self.adjust_lr_fn, (*ADJUST_LR_FNS, None))  # None: "original"
         check_range("adamw_beta1", self.adamw_beta1, 0.0, 1.0, high_open=True)
         check_range("adamw_beta2", self.adamw_beta2, 0.0, 1.0, high_open=True)
         check_range("adamw_eps", self.adamw_eps, 0.0)

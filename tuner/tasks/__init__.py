@@ -9,7 +9,7 @@ from tuner.errors import ConfigError, from_validation_error, shown, shown_key
 from tuner.tasks.autoencoder import AutoencoderOptions, AutoencoderTask
 from tuner.tasks.base import Task
 from tuner.tasks.cnn import CNNOptions, CNNTask
-from tuner.tasks.data import MAX_VALUES, DataOptions, DatasetName
+from tuner.tasks.data import DataOptions, DatasetName, check_dense_layers
 from tuner.tasks.heads import CrossEntropy, Logistic, MulticlassHinge
 from tuner.tasks.network import NetworkTask
 from tuner.tasks.rnn import AddingOptions, AddingRNN
@@ -43,18 +43,8 @@ class MLPOptions(DataOptions):
     def _fits_in_memory(self) -> "MLPOptions":
         """Each layer in [1, 100000] units, and neither the weights of all layers nor a layer's
         activations over the data set more than MAX_VALUES numbers."""
-        if any(h < 1 or h > 100_000 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes={list(self.hidden_sizes)}: each must be in [1, 100000]")
         samples, features, classes = self.shape
-        sizes = (features, *self.hidden_sizes, classes)
-        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-        activations = samples * max(self.hidden_sizes)
-        if max(weights, activations) > MAX_VALUES:
-            what = "weights" if weights > MAX_VALUES else "activations in one layer"
-            raise ValueError(
-                f"hidden_sizes={list(self.hidden_sizes)} on {samples} samples x {features} features needs "
-                f"{max(weights, activations):,} {what}; allowed: at most {MAX_VALUES:,}"
-            )
+        check_dense_layers(self.hidden_sizes, (features, *self.hidden_sizes, classes), samples)
         return self
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, StrictInt, model_validator
 
-from tuner.tasks.data import MAX_VALUES, DataOptions, load_dataset
+from tuner.tasks.data import DataOptions, check_dense_layers, load_dataset
 from tuner.tasks.layout import Layout, LayoutTask, Shuffled, add_l2
 
 
@@ -28,18 +28,8 @@ class AutoencoderOptions(DataOptions):
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> "AutoencoderOptions":
-        if any(h < 1 or h > 100_000 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes={list(self.hidden_sizes)}: each must be in [1, 100000]")
         samples, features, _ = self.shape
-        sizes = (features, *self.hidden_sizes, features)
-        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-        activations = samples * max(sizes)
-        if max(weights, activations) > MAX_VALUES:
-            what = "weights" if weights > MAX_VALUES else "activations in one layer"
-            raise ValueError(
-                f"hidden_sizes={list(self.hidden_sizes)} on {samples} samples x {features} features needs "
-                f"{max(weights, activations):,} {what}; allowed: at most {MAX_VALUES:,}"
-            )
+        check_dense_layers(self.hidden_sizes, (features, *self.hidden_sizes, features), samples)
         return self
 
 

@@ -16,6 +16,22 @@ MAX_VALUES = 20_000_000
 """The most numbers a data task may hold in one array (160 MB in float64): its data set, a layer's
 weights, a layer's activations over the data; checked with the study file, not by a worker's
 MemoryError."""
+
+
+def check_dense_layers(hidden_sizes: tuple[int, ...], sizes: tuple[int, ...], samples: int) -> None:
+    """Fully connected layers ``sizes`` (inputs, *hidden_sizes, outputs) on ``samples`` examples:
+    each hidden layer in [1, 100000], and neither the weights of all layers nor a hidden layer's
+    activations over the data set more than MAX_VALUES numbers; ValueError naming hidden_sizes."""
+    if any(h < 1 or h > 100_000 for h in hidden_sizes):
+        raise ValueError(f"hidden_sizes={list(hidden_sizes)}: each must be in [1, 100000]")
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+    activations = samples * max(hidden_sizes)
+    if max(weights, activations) > MAX_VALUES:
+        what = "weights" if weights > MAX_VALUES else "activations in one layer"
+        raise ValueError(
+            f"hidden_sizes={list(hidden_sizes)} on {samples} samples x {sizes[0]} features needs "
+            f"{max(weights, activations):,} {what}; allowed: at most {MAX_VALUES:,}"
+        )
 CLUSTERS_PER_CLASS = 2
 """make_classification's clusters per class of the synthetic data set (its default)."""
 
