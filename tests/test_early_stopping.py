@@ -53,7 +53,7 @@ def test_a_run_stops_after_patience_evaluations_without_a_new_best(patience, eva
                 patience=patience)
     assert len(run.evals["val_loss"]) == evaluations
     assert run.steps == 3 * evaluations and len(run.train_loss) == run.steps
-    assert run.early_stopped == (patience is not None) and not run.diverged and not run.stopped_early
+    assert run.early_stopped == (patience is not None) and not run.diverged and not run.stopped_by_caller
     assert run.best_eval == best
     assert run.summary_eval == (best if patience is not None else -1)
 

@@ -109,6 +109,6 @@ def test_on_eval_can_stop_the_run_and_sees_every_evaluation() -> None:
                 eval_every=2, on_eval=on_eval)
     per_epoch = task.steps_per_epoch(64)
     assert [(e, s) for e, s, _ in seen] == [(2, 2 * per_epoch), (4, 4 * per_epoch)]
-    assert run.stopped_early and run.steps == 4 * per_epoch and len(run.train_loss) == run.steps
+    assert run.stopped_by_caller and run.steps == 4 * per_epoch and len(run.train_loss) == run.steps
     assert run.eval_steps == [2 * per_epoch, 4 * per_epoch]
     assert run.samples == 4 * len(task.data.y_train)

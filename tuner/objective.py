@@ -88,7 +88,7 @@ def summarize(spec: Experiment, task: Task, result: RunResult, config: dict[str,
     record.curves = _curves(result)
     if result.diverged:
         record.state = DIVERGED
-    elif result.stopped_early:
+    elif result.stopped_by_caller:
         record.state = PRUNED
     else:
         total_steps = budget.total_steps(task, config.get("batch_size", 1))

@@ -60,7 +60,7 @@ def run_pending(store: Store, spec: Experiment, experiment_id: int, task: Task, 
         if (job.source_run_id, job.seed) in queries.reevaluated(store.engine, experiment_id):
             continue
         result = run_config(task, job.config, Budget.of(spec), job.seed, on_eval=lambda *_: should_stop())
-        if result.stopped_early:
+        if result.stopped_by_caller:
             break
         record = summarize(spec, task, result, job.config, job.seed, kind="reevaluation")
         record.source_run_id = job.source_run_id

@@ -36,7 +36,7 @@ class RunResult:
     samples: int = 0
     wall_time: float = 0.0
     diverged_at: int | None = None
-    stopped_early: bool = False
+    stopped_by_caller: bool = False  # on_eval returned True: pruned, or the worker was asked to stop
     early_stopped: bool = False
     best_eval: int | None = None
 
@@ -161,7 +161,7 @@ def _train_first_order(
                 result.diverged_at = step
                 break
             if on_eval is not None and on_eval(epoch, step, metrics):
-                result.stopped_early = True
+                result.stopped_by_caller = True
                 break
             if early_stop(result, metrics):
                 break
@@ -194,7 +194,7 @@ def _train_lbfgs(
         if iteration % eval_every == 0 or iteration == epochs:
             metrics = _record(result, task, x.astype(params.dtype), iteration, start)
             if on_eval is not None and on_eval(iteration, iteration, metrics):
-                result.stopped_early = True
+                result.stopped_by_caller = True
                 return True
             return early_stop(result, metrics)
         return False
