@@ -53,6 +53,18 @@ BANDS = {"inter-quartile": (0.25, 0.75), "min-max": (0.0, 1.0)}
 THROUGHPUT_WINDOW = dt.timedelta(minutes=10)
 MAX_CATEGORIES = 12
 """An integer parameter with at most this many distinct values (a batch size) is coloured by category."""
+WEBGL_POINTS = 2_000
+"""A scatter figure of more points than this draws one per trace and cell (``first_per_cell``),
+and if still more, by WebGL (``go.Scattergl``); SVG draws fewer sooner and without taking one
+of the browser's few WebGL contexts. Measured in the dashboard in headless Chromium (software
+WebGL): 100 markers by SVG in 0.2 s, 5,000 in 0.9 s; 5,000 and 15,000 by WebGL in 0.5-0.8 s."""
+CELLS = (300, 130)
+"""The grid (columns, rows) over a crowded scatter's axes in which it draws one point per trace
+and cell: a cell is about half a marker on a wide page, so the picture is the same."""
+PARALLEL_LINES = 1_000
+"""Parallel coordinates draw at most this many trials, evenly spread over them in trial order:
+plotly's WebGL lines take seconds beyond (headless Chromium, software WebGL: 1.3 s for 100 lines,
+1.4 s for 1,000, 4.7 s for 20,000)."""
 
 
 def style(optimizer: str) -> Style:
@@ -107,17 +119,71 @@ def rgba(colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def grouped_quantiles(group: np.ndarray, values: np.ndarray, qs: Iterable[float],
+                      groups: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per group (``group``: each value's group, 0 .. groups - 1), the ``qs`` quantiles of its
+    values that are not NaN, by linear interpolation between the two nearest ranks as pandas'
+    ``quantile`` (``v[i] + (v[i+1] - v[i]) * frac``); infinite where it falls at or between
+    infinite values (a missing result counted as the worst), NaN for a group without a value.
+    And the number of values each group has. One sort over every group: no loop over them."""
+    values = np.asarray(values, dtype=float)
+    present = np.bincount(group, weights=~np.isnan(values), minlength=groups).astype(np.int64)
+    if not len(values):
+        return [np.full(groups, np.nan) for _ in qs], present
+    ordered = values[np.lexsort((values, group))]  # by group, then value, NaN last
+    start = np.r_[0, np.cumsum(np.bincount(group, minlength=groups))[:-1]]
+    top = np.maximum(present - 1, 0)
+    out = []
+    for q in qs:
+        rank = q * top
+        below = np.floor(rank).astype(np.int64)
+        frac = rank - below
+        a = ordered[np.minimum(start + below, len(ordered) - 1)]
+        b = ordered[np.minimum(start + np.minimum(below + 1, top), len(ordered) - 1)]
+        with np.errstate(invalid="ignore"):
+            value = np.where((frac == 0) | (a == b), a, a + (b - a) * frac)
+        out.append(np.where(present > 0, value, np.nan))
+    return out, present
+
+
 def spread(runs: pd.DataFrame, group: list[str], at: str, x: str, band: str) -> pd.DataFrame:
     """Median and band of ``value`` over the runs of each ``group``, at each ``at`` (a step or
-    trial index); ``x`` is the median of that column there. Columns: *group, x, median, lo, hi, n."""
+    trial index); ``x`` is the median of that column there. Columns: *group, at, x, median, lo,
+    hi, n (the values that are not NaN), sorted by group and ``at``. Quantiles as
+    ``grouped_quantiles``; an infinite one is not drawable: NaN."""
     low, high = BANDS[band]
-    grouped = runs.groupby([*group, at], sort=True)
-    stats = grouped["value"].agg(["median", "count"]).rename(columns={"count": "n"})
-    bounds = grouped["value"].quantile([low, high]).unstack()
-    stats["lo"], stats["hi"] = bounds[low], bounds[high]
-    stats["x"] = grouped[x].median()
-    stats[["median", "lo", "hi"]] = stats[["median", "lo", "hi"]].replace([np.inf, -np.inf], np.nan)  # not drawable
-    return stats.reset_index()
+    keys = runs[[*group, at]]
+    codes = keys.groupby([*group, at], sort=True).ngroup().to_numpy()
+    first = np.unique(codes, return_index=True)[1]  # each group's first row, in the groups' order
+    (median, lo, hi), n = grouped_quantiles(codes, runs["value"].to_numpy(dtype=float), (0.5, low, high), len(first))
+    (middle,), _ = grouped_quantiles(codes, runs[x].to_numpy(dtype=float), (0.5,), len(first))
+    stats = keys.iloc[first].reset_index(drop=True)
+    stats["median"], stats["n"], stats["lo"], stats["hi"], stats["x"] = median, n, lo, hi, middle
+    drawable = ["median", "lo", "hi"]
+    stats[drawable] = stats[drawable].replace([np.inf, -np.inf], np.nan)
+    return stats
+
+
+def thinned(stats: pd.DataFrame, group: list[str], at: str, columns: Iterable[str] = ("median", "lo", "hi"),
+            limit: int = 2000) -> pd.DataFrame:
+    """The rows of ``stats`` (sorted by ``group`` and ``at``) that a line through each group's
+    ``columns`` needs: its first and last, and each one where a column changes from the row
+    before or to the row after. A line drawn through them is the line through all (NaN as NaN,
+    a gap); a best-so-far line of 10,000 trials changes a few dozen times. A group still over
+    ``limit`` rows keeps ``limit`` evenly spaced ones among them, first and last included."""
+    if stats.empty:
+        return stats
+    line = stats.groupby(group, sort=False).ngroup().to_numpy()
+    values = stats[list(columns)].to_numpy(dtype=float)
+    same = (values[1:] == values[:-1]) | (np.isnan(values[1:]) & np.isnan(values[:-1]))
+    flat = same.all(axis=1) & (line[1:] == line[:-1])  # row i+1 repeats row i within its line
+    keep = np.ones(len(stats), dtype=bool)
+    keep[1:-1] = ~(flat[:-1] & flat[1:])
+    kept = stats[keep]
+    lines = [frame if len(frame) <= limit else frame.iloc[np.unique(np.linspace(0, len(frame) - 1, limit).round()
+                                                                    .astype(int))]
+             for _, frame in kept.groupby(group, sort=False)]
+    return pd.concat(lines) if lines else kept
 
 
 def _band_traces(figure: go.Figure, frame: pd.DataFrame, name: str, colour: str, *, dash: str = "solid",
@@ -167,7 +233,8 @@ def registry_order(optimizers: Iterable[str]) -> list[str]:
     """The distinct names of ``optimizers`` in OPTIMIZERS' order (unknown ones last, by name): the
     order of every legend."""
     place = {name: index for index, name in enumerate(OPTIMIZERS)}
-    return sorted({str(name) for name in optimizers}, key=lambda name: (place.get(name, len(place)), name))
+    distinct = optimizers.unique() if isinstance(optimizers, pd.Series) else optimizers  # 100,000 trials' names
+    return sorted({str(name) for name in distinct}, key=lambda name: (place.get(name, len(place)), name))
 
 
 def _level(figure: go.Figure, y: float, label: str, x: list[float], *, legend: bool = True,
@@ -185,18 +252,65 @@ def _finite(values: Iterable[float], *, positive: bool) -> np.ndarray:
     return v[np.isfinite(v) & (v > 0)] if positive else v[np.isfinite(v)]
 
 
+FAINT_LINES = 300
+"""Up to this many trials, "every trial of" draws each one's curve; beyond, where their curves run."""
+DENSITY_BINS = (100, 60)
+"""Columns (x) and rows (y) of the density of many trials' curves."""
+DENSITY_SCALE = [[0.0, "rgba(150,150,150,0.15)"], [0.02, "rgba(120,120,120,0.35)"], [0.1, "rgba(90,90,90,0.55)"],
+                 [0.4, "rgba(60,60,60,0.75)"], [1.0, "rgba(30,30,30,0.9)"]]
+"""Grey, darker for a larger share of a column's points; a share of a few percent is still seen."""
+
+
+def density(curves: pd.DataFrame, *, log_y: bool,
+            bins: tuple[int, int] = DENSITY_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where many curves run (``curves``: columns x, value; NaN values, and values <= 0 on a log
+    axis, left out): a histogram of their points, columns at the distinct x values when there are
+    at most ``bins[0]`` of them (runs of one budget share their steps), else ``bins[0]`` equal
+    ones over the x range, and ``bins[1]`` equal rows over the values' range (of their log10 on a
+    log axis). Returns the columns' x, the rows' y (as values) and each cell's share of its
+    column's points, NaN where it has none (a heatmap leaves it blank), shape (rows, columns)."""
+    x = curves["x"].to_numpy(dtype=float)
+    v = curves["value"].to_numpy(dtype=float)
+    keep = np.isfinite(x) & np.isfinite(v) & ((v > 0) if log_y else True)
+    x, v = x[keep], np.log10(v[keep]) if log_y else v[keep]
+    if not len(x):
+        return np.array([]), np.array([]), np.empty((0, 0))
+    distinct = np.unique(x)
+    if len(distinct) <= bins[0]:
+        columns, column = distinct, np.searchsorted(distinct, x)
+    else:
+        edges = np.linspace(distinct[0], distinct[-1], bins[0] + 1)
+        columns, column = (edges[:-1] + edges[1:]) / 2, np.clip(np.searchsorted(edges, x, side="right") - 1, 0,
+                                                                 bins[0] - 1)
+    low, high = v.min(), v.max()
+    width = (high - low) / bins[1] or 1.0
+    row = np.clip(((v - low) / width).astype(np.int64), 0, bins[1] - 1)
+    counts = np.bincount(row * len(columns) + column, minlength=bins[1] * len(columns)).reshape(bins[1], -1)
+    with np.errstate(invalid="ignore"):
+        share = counts / counts.sum(axis=0, keepdims=True)
+    rows = low + width * (np.arange(bins[1]) + 0.5)
+    return columns, 10.0 ** rows if log_y else rows, np.where(counts > 0, share, np.nan)
+
+
 def convergence_figure(stats: pd.DataFrame, *, x_title: str, y_title: str, log_y: bool,
                        faint: pd.DataFrame | None = None,
                        references: Iterable[tuple[str, np.ndarray, np.ndarray]] = (),
                        target: float | None = None) -> go.Figure:
     """Median line and band per optimizer (``stats`` from ``spread``) in its STYLES; optionally
-    every trial of one optimizer as faint lines (columns run_id, x, value), reference lines
+    every trial of one optimizer (columns run_id, x, value) as faint lines, or over FAINT_LINES
+    trials as the density of their points (``density``, shades of grey), reference lines
     (label, x, y) clipped to the y-range of the real curves, so that they never squash them, each
     in a REFERENCE_DASHES style and the legend, and the ``target`` loss as a horizontal line. Tall
     enough for its legend."""
     figure = go.Figure()
     real = [stats["lo"], stats["median"], stats["hi"]]
-    if faint is not None and not faint.empty:
+    if faint is not None and not faint.empty and faint["run_id"].nunique() > FAINT_LINES:
+        x, y, share = density(faint, log_y=log_y)
+        figure.add_trace(go.Heatmap(x=x, y=y, z=share, zmin=0.0, colorscale=DENSITY_SCALE, showscale=False,
+                                    name="every trial", showlegend=True, hoverongaps=False,
+                                    hovertemplate="%{z:.1%} of the trials' points here<extra>every trial</extra>"))
+        real.append(faint["value"])
+    elif faint is not None and not faint.empty:
         xs, ys = [], []
         for _, run in faint.groupby("run_id", sort=False):
             xs += [*run["x"], None]
@@ -339,13 +453,17 @@ def steps_to_target(score: float | None, total_steps: int, target: float, final_
 
 def target_outcomes(trials: pd.DataFrame, total_steps: pd.Series, target: float) -> pd.DataFrame:
     """Per completed trial (``trials``' index; its objective a steps_to_target score, ``total_steps``
-    its step budget): reached (bool) and text (``steps_to_target``)."""
+    its step budget): reached (bool, ``records.reached_target``) and text (as ``steps_to_target``
+    writes it; the final loss of a miss from its score, ``missed_final_loss``), for all at once."""
     done = trials[trials["state"] == COMPLETE]
-    budget = total_steps.loc[done.index]
-    return pd.DataFrame({
-        "reached": [reached_target(v, int(b)) for v, b in zip(done["objective"], budget, strict=True)],
-        "text": [steps_to_target(v, int(b), target) for v, b in zip(done["objective"], budget, strict=True)],
-    }, index=done.index)
+    score = done["objective"].to_numpy(dtype=float)
+    budget = total_steps.loc[done.index].to_numpy(dtype=float)
+    reached = score <= budget
+    with np.errstate(over="ignore", invalid="ignore"):
+        final = target * 10.0 ** (score / budget - 1.0)
+    text = ["-" if v != v else f"{v:g}" if hit else not_reached(loss)
+            for v, hit, loss in zip(score.tolist(), reached.tolist(), final.tolist(), strict=True)]
+    return pd.DataFrame({"reached": reached, "text": text}, index=done.index)
 
 
 def best_scores(rows: list[dict[str, Any]], *, target: float | None = None,
@@ -444,6 +562,39 @@ def _shown(value: Any) -> str:
     return _label(_cell(value))
 
 
+def first_per_cell(x: pd.Series, y: pd.Series, keys: list[pd.Series], *, log_y: bool,
+                   cells: tuple[int, int] = CELLS) -> np.ndarray:
+    """Which points to draw of a crowded scatter (x on a log axis, y on a log axis if ``log_y``):
+    the first of each value of ``keys`` (what tells traces and markers apart) in each cell of a
+    ``cells`` grid over the finite range of x and y; points that cannot be drawn (not finite, or
+    not positive on a log axis) share a cell. A boolean mask, in the points' order."""
+    def bins(values: pd.Series, log: bool, n: int) -> np.ndarray:
+        v = values.to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.log10(np.where(v > 0, v, np.nan)) if log else v
+        finite = v[np.isfinite(v)]
+        if not len(finite):
+            return np.full(len(v), n)
+        low, span = finite.min(), (finite.max() - finite.min()) or 1.0
+        with np.errstate(invalid="ignore"):
+            index = np.floor((v - low) / span * n)
+        return np.where(np.isfinite(index), np.clip(index, 0, n - 1), n).astype(np.int64)
+
+    codes = pd.DataFrame({"x": bins(x, True, cells[0]), "y": bins(y, log_y, cells[1]),
+                          **{f"key{i}": pd.factorize(key)[0] for i, key in enumerate(keys)}})
+    return ~codes.duplicated().to_numpy()
+
+
+def _colour_key(values: pd.Series) -> pd.Series:
+    """What a point's colour says, for ``first_per_cell``: its category, or which of 16 equal
+    parts of the colour scale (``_scaled``) its value falls in."""
+    if categorical(values):
+        return values.astype(str)
+    shade, _ = _scaled(values, "")
+    low, high = shade.min(), shade.max()
+    return np.floor((shade - low) / ((high - low) or 1.0) * 16).clip(upper=15)
+
+
 def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool,
               outcomes: pd.DataFrame | None = None) -> go.Figure:
     """Objective against learning rate (log axes as ``log_axis``). Each optimizer in its STYLES;
@@ -451,11 +602,26 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool,
     ``categorical``), else on a colour scale (log for positive values spanning a decade). Diverged
     trials are marked with an x along the top edge, at their learning rate. ``outcomes``
     (``target_outcomes``): a steps_to_target experiment's misses are drawn hollow, and the hover
-    text says what each trial reached."""
+    text says what each trial reached. Over WEBGL_POINTS trials, one per optimizer (or colour),
+    marker and cell (``first_per_cell``), the title saying so; over WEBGL_POINTS drawn, by WebGL
+    (``go.Scattergl``), else by SVG."""
     figure = go.Figure()
-    done = trials[trials["state"] == COMPLETE]
-    finite = done["objective"].dropna()
+    finite = trials.loc[trials["state"] == COMPLETE, "objective"].dropna()
     top = float(finite.max()) if len(finite) else 1.0
+    points = trials[trials["state"].isin([COMPLETE, DIVERGED])]
+    total = len(points)
+    if total > WEBGL_POINTS:
+        keys = [points["state"], points["optimizer"] if colour is None else _colour_key(points[colour])]
+        if outcomes is not None:
+            keys.append(outcomes["reached"].reindex(points.index))
+        y = points["objective"].where(points["state"] == COMPLETE, top)
+        points = points[first_per_cell(points["lr"], y, keys, log_y=log_y)]
+        by = "optimizer" if colour is None else f"{colour} value"
+        figure.update_layout(title={"text": f"{len(points):,} of {total:,} trials drawn: the first of each {by} in "
+                                            f"each of {CELLS[0]} × {CELLS[1]} cells; the others lie under them",
+                                    "font": {"size": 12}})
+    done, diverged = points[points["state"] == COMPLETE], points[points["state"] == DIVERGED]
+    scatter = go.Scattergl if len(points) > WEBGL_POINTS else go.Scatter
 
     def hover(frame: pd.DataFrame) -> tuple[list[str], str]:
         if outcomes is None:
@@ -474,40 +640,40 @@ def lr_figure(trials: pd.DataFrame, *, colour: str | None = None, log_y: bool,
         for optimizer in registry_order(done["optimizer"]):
             frame, look = done[done["optimizer"] == optimizer], style(optimizer)
             text, template = hover(frame)
-            figure.add_trace(go.Scattergl(x=frame["lr"], y=frame["objective"], mode="markers", name=str(optimizer),
-                                          text=text, hovertemplate=f"{optimizer}<br>{template}<extra></extra>",
-                                          marker=marker(frame, look.colour, look.symbol, size=7, opacity=0.8)))
+            figure.add_trace(scatter(x=frame["lr"], y=frame["objective"], mode="markers", name=str(optimizer),
+                                     text=text, hovertemplate=f"{optimizer}<br>{template}<extra></extra>",
+                                     marker=marker(frame, look.colour, look.symbol, size=7, opacity=0.8)))
     elif categorical(done[colour]):
         categories = sorted(done[colour].dropna().unique().tolist())
         for category, shade in zip(categories, _category_colours(categories), strict=True):
             frame = done[done[colour] == category]
             text, template = hover(frame)
-            figure.add_trace(go.Scattergl(x=frame["lr"], y=frame["objective"], mode="markers",
-                                          name=_shown(category), text=text, customdata=[_shown(category)] * len(frame),
-                                          hovertemplate=f"{colour} %{{customdata}}<br>{template}<extra></extra>",
-                                          marker=marker(frame, shade, "circle", size=8)))
+            figure.add_trace(scatter(x=frame["lr"], y=frame["objective"], mode="markers",
+                                     name=_shown(category), text=text, customdata=[_shown(category)] * len(frame),
+                                     hovertemplate=f"{colour} %{{customdata}}<br>{template}<extra></extra>",
+                                     marker=marker(frame, shade, "circle", size=8)))
         figure.update_layout(legend_title_text=colour)
     else:
         shade, label = _scaled(done[colour], colour)
+        every, _ = _scaled(trials.loc[trials["state"] == COMPLETE, colour], colour)  # the scale of every trial's
         text, template = hover(done)
-        figure.add_trace(go.Scattergl(
+        figure.add_trace(scatter(
             x=done["lr"], y=done["objective"], mode="markers", name=" ".join(done["optimizer"].unique()),
             text=text, customdata=done[colour].map(_shown),
             hovertemplate=f"{template}<br>{colour} %{{customdata}}<extra></extra>",
             marker=marker(done, shade, "circle", colorscale="Viridis", showscale=True, colorbar={"title": label},
-                          size=7),
+                          cmin=every.min(), cmax=every.max(), size=7),
         ))
         figure.update_layout(legend={"orientation": "h", "y": -0.25})  # the colour bar takes the right edge
-    diverged = trials[trials["state"] == DIVERGED]
     for optimizer in registry_order(diverged["optimizer"]):
         frame = diverged[diverged["optimizer"] == optimizer]
-        figure.add_trace(go.Scattergl(
-            x=frame["lr"], y=[top] * len(frame), mode="markers", name=f"{optimizer} diverged",
-            text=frame["diverged_at"].astype(str), hovertemplate="lr %{x:.3g}: diverged at step %{text}",
+        figure.add_trace(scatter(
+            x=frame["lr"], y=np.full(len(frame), top), mode="markers", name=f"{optimizer} diverged",
+            customdata=frame["diverged_at"], hovertemplate="lr %{x:.3g}: diverged at step %{customdata}",
             marker={"symbol": "x", "size": 9, "color": style(optimizer).colour if colour is None else "#d62728"}))
     y_axis = log_axis(finite) if log_y else {"type": "linear"}
     figure.update_layout(xaxis={**log_axis(trials["lr"]), "title": "learning rate"},
-                         yaxis={**y_axis, "title": "objective"}, margin={"t": 30})
+                         yaxis={**y_axis, "title": "objective"}, margin={"t": 50 if total > WEBGL_POINTS else 30})
     return figure
 
 
@@ -549,8 +715,12 @@ def _numeric_dimension(column: pd.Series, name: str) -> dict[str, Any]:
 
 def parallel_figure(trials: pd.DataFrame, params: list[str]) -> go.Figure:
     """Parallel coordinates of ``params`` and the objective over completed trials, coloured by
-    objective (see ``_dimension`` for the axes' scales)."""
+    objective (see ``_dimension`` for the axes' scales); over PARALLEL_LINES of them, that many
+    evenly spread over them in ``trials``' order, the title saying so."""
     done = trials[trials["state"] == COMPLETE].dropna(subset=["objective"])
+    total = len(done)
+    if total > PARALLEL_LINES:
+        done = done.iloc[np.unique(np.linspace(0, total - 1, PARALLEL_LINES).round().astype(int))]
     dimensions = [_dimension(done[name], name) for name in params if not done[name].isna().any()]
     objective = _numeric_dimension(done["objective"], "objective")
     ticks = {k: objective[k] for k in ("tickvals", "ticktext") if k in objective}
@@ -559,4 +729,8 @@ def parallel_figure(trials: pd.DataFrame, params: list[str]) -> go.Figure:
               "colorbar": {"title": "objective", **ticks}},
         dimensions=[*dimensions, objective]))
     figure.update_layout(margin={"t": 40, "l": 60, "r": 60})
+    if total > PARALLEL_LINES:
+        figure.update_layout(title={"text": f"{len(done):,} of {total:,} completed trials, evenly spread over them "
+                                            "in trial order", "font": {"size": 12}, "yref": "container", "y": 0.99,
+                                    "yanchor": "top"}, margin={"t": 90})
     return figure

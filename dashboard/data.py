@@ -78,21 +78,46 @@ def spec(url: str, name: str) -> Experiment:
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def trials(url: str, name: str) -> pd.DataFrame:
-    """Every finished trial run and its configuration in search-space terms (StoredExperiment.trials)."""
-    return _experiment(url, name).trials()
+def trials(url: str, name: str, optimizer: str | None = None) -> pd.DataFrame:
+    """Every finished trial run (of ``optimizer``) and its configuration in search-space terms
+    (StoredExperiment.trials): a configuration decoded per trial, for the pages that show them."""
+    return _experiment(url, name).trials(optimizer)
+
+
+OUTCOME_KEYS = ("lr", "batch_size")
+"""The configuration's numbers that ``trial_outcomes`` reads with each trial's outcome."""
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def trial_outcomes(url: str, name: str) -> pd.DataFrame:
+    """Every finished trial run's outcome, its learning rate and batch size, read as columns
+    (queries.trial_outcomes: no configuration decoded): what the summaries of every trial read."""
+    return queries.trial_outcomes(engine(url), _experiment(url, name).id, OUTCOME_KEYS)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def best(url: str, name: str) -> pd.DataFrame:
+    """Each optimizer's best configuration (StoredExperiment.best(per_optimizer=True)): the
+    tuner_best_configs view, which ranks every trial, read once for the pages that need it."""
+    return _experiment(url, name).best(per_optimizer=True)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def best_runs(url: str, name: str) -> pd.DataFrame:
     """Per optimizer, the runs that show its best configuration (StoredExperiment.best_runs)."""
-    return _experiment(url, name).best_runs()
+    return _experiment(url, name).best_runs(best(url, name))
+
+
+CURVE_CHUNK = 10_000
+"""Runs per ``queries.curves`` call: a database takes a bounded number of values in one IN list."""
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def curves(url: str, run_ids: tuple[int, ...], series: str) -> pd.DataFrame:
     """Long form of one series of the given runs: run_id, step, seconds, value (NaN where not finite)."""
-    return queries.curves(engine(url), run_ids, series)
+    chunks = [run_ids[k:k + CURVE_CHUNK] for k in range(0, len(run_ids), CURVE_CHUNK)] or [()]
+    parts = [queries.curves(engine(url), chunk, series) for chunk in chunks]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -128,8 +153,8 @@ def total_steps(spec: Experiment, batch_size: int) -> int:
 
 def step_budgets(spec: Experiment, trials: pd.DataFrame) -> pd.Series:
     """Each trial's step budget (``total_steps``), by ``trials``' index."""
-    sizes = trials["batch_size"].fillna(1) if "batch_size" in trials else pd.Series(1, index=trials.index)
-    return sizes.astype(int).map(lambda size: total_steps(spec, size))
+    sizes = (trials["batch_size"].fillna(1) if "batch_size" in trials else pd.Series(1, index=trials.index)).astype(int)
+    return sizes.map({size: total_steps(spec, int(size)) for size in sizes.unique()})
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -161,6 +186,6 @@ def theory_gap(url: str, name: str) -> pd.DataFrame:
     """On the quadratic, each optimizer's best configuration against the optimum (tuner.theory.theory_gap);
     empty for other tasks and optimizers without a theory."""
     stored = spec(url, name)
-    best = _experiment(url, name).best(per_optimizer=True)
-    rows = best.astype(object).where(best.notna(), None).to_dict("records")
+    chosen = best(url, name)
+    rows = chosen.astype(object).where(chosen.notna(), None).to_dict("records")
     return pd.DataFrame(theory_gap_rows(stored.task.name, stored.task.options, rows, stored.objective.name))

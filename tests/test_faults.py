@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from tests.conftest import server_to_itself
 from tests.helpers import REPO, check_consistent, run_rows, tuner, write_study
@@ -99,6 +99,48 @@ def test_a_killed_worker_s_trial_is_failed_and_retried(server_url, tmp_path) -> 
     assert str(state).endswith("FAIL") and retry_state in ("COMPLETE", "PRUNED")  # finished (PRUNED: diverged)
     print(f"killed: trial {killed} FAIL, retried as {retry_id} {retry_state}; runs {before} before the kill, "
           f"{len(run_rows(engine, name))} after; Optuna states {summary(counts)}")
+
+
+def test_a_killed_worker_s_population_is_failed_and_retried(server_url, tmp_path) -> None:
+    """Every trial of the population a killed worker trained is failed once its heartbeats stop,
+    and each is retried with its configuration; a live population outlasting the grace period
+    (3 s here) keeps beating and is not failed."""
+    name = create(server_url, tmp_path, name="killed-population", trials=3, samplers=["random"],
+                  population=3, **{**SLOW_TRIALS, "budget": {"epochs": 60}})  # ~5 s a population
+    victim = start_worker(server_url, name, tmp_path)
+
+    def population() -> list[int]:
+        deadline = time.monotonic() + 60
+        while len(running := running_trials(server_url)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(running) == 3, running
+        return running
+
+    first = population()
+    time.sleep(4.0)  # past the grace period: the population's own heartbeats keep it alive
+    with reader_engine(server_url).connect() as conn:
+        states = conn.execute(text("SELECT state FROM trials WHERE trial_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)), {"ids": first}).scalars().all()
+    assert not [s for s in states if str(s).endswith("FAIL")], f"a live population was failed: {states}"
+    running = population()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish([start_worker(server_url, name, tmp_path) for _ in range(2)])
+    engine = reader_engine(server_url)
+    # Optuna fails the stale trials, then queues their retries: a worker reserving in between sees the
+    # budget free and takes a population of new trials (a lone trial's race overshoots by one)
+    check_consistent(engine, name, workers=2, overshoot=3)
+    params = "SELECT param_name, param_value FROM trial_params WHERE trial_id = :id"
+    with engine.connect() as conn:
+        for killed in running:
+            state = conn.execute(text("SELECT state FROM trials WHERE trial_id = :id"), {"id": killed}).scalar()
+            assert str(state).endswith("FAIL"), (killed, state)
+            retry_id = conn.execute(text(
+                "SELECT t.trial_id FROM trials t JOIN trial_system_attributes a ON a.trial_id = t.trial_id "
+                "JOIN trials k ON k.study_id = t.study_id AND a.value_json = CAST(k.number AS CHAR(12)) "
+                "WHERE a.key = 'failed_trial' AND k.trial_id = :id"), {"id": killed}).scalar_one()
+            assert dict(conn.execute(text(params), {"id": retry_id}).all()) == dict(
+                conn.execute(text(params), {"id": killed}).all())
 
 
 def restart_command(server: str) -> Callable[[], None]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from sqlalchemy import select
@@ -232,8 +233,10 @@ def oracle_times(engine, suite: dict, unit: str) -> dict[tuple[str, str], float]
                         c.c.run_id == run_id, c.c.series == series.get(task["task"]["name"], "val_loss"))).first()
                 if curve is None:
                     continue
-                steps, seconds, values = (json.loads(v) if isinstance(v, str) else v for v in curve)
-                hits = [i for i, v in enumerate(values) if v is not None and v <= task["target"]]
+                # the stored format (schema): int32 steps, float32 seconds, float64 values (NaN: not finite)
+                steps, seconds, values = (np.frombuffer(blob, dtype=dtype).tolist()
+                                          for blob, dtype in zip(curve, ("<i4", "<f4", "<f8"), strict=True))
+                hits = [i for i, v in enumerate(values) if v <= task["target"]]
                 if hits:
                     best = min(best, (steps if unit == "steps" else seconds)[hits[0]])
             times.setdefault((optimizer, task["name"]), []).append(best)

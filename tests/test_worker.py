@@ -56,14 +56,28 @@ def interrupting(monkeypatch, interruption) -> None:
     monkeypatch.setattr(worker, "make_objective", make)
 
 
-def small_experiment(tmp_path, name: str):
+def small_experiment(tmp_path, name: str, population: int | str = 1):
     quiet_optuna()
     url = f"sqlite:///{tmp_path}/{name}.db"
     store = Store.open(url)
     spec = parse_experiment({**TINY, "name": name, "trials": 3, "optimizers": ["sgd"], "samplers": ["random"],
-                             "reevaluate": 0})
+                             "reevaluate": 0, "population": population})
     create_experiment(store, spec)
     return url, store
+
+
+def interrupting_populations(monkeypatch, interruption) -> None:
+    """Make every population call ``interruption(trials)`` once it has trained, before it is told."""
+    from tuner.populations import PopulationRunner
+
+    trained = PopulationRunner._train
+
+    def train(self, trials, configs):
+        outcomes = trained(self, trials, configs)
+        interruption(trials)
+        return outcomes
+
+    monkeypatch.setattr(PopulationRunner, "_train", train)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -85,6 +99,46 @@ def test_a_trial_failed_elsewhere_while_it_ran_does_not_stop_the_worker(tmp_path
     states = [t.state.name for t in optuna.load_study(study_name="failed-elsewhere/sgd/random/0", storage=url).trials]
     assert states.count("FAIL") == 1 and states.count("COMPLETE") == 3, states
     assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3  # no run for the failed trial
+    store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_population_s_trial_failed_elsewhere_is_dropped_and_the_rest_are_told(tmp_path, monkeypatch) -> None:
+    """Another worker failed one trial of a population as stale: the others are told, that one's
+    writes are dropped (no run), and the worker fills the budget."""
+    url, store = small_experiment(tmp_path, "population-failed", population="auto")
+    failed = []
+
+    def fail_the_first(trials) -> None:
+        if not failed:
+            other = Store.open(url)
+            other.optuna.set_trial_state_values(trials[0]._trial_id, optuna.trial.TrialState.FAIL)
+            other.close()
+            failed.append(trials[0].number)
+
+    interrupting_populations(monkeypatch, fail_the_first)
+    run_worker(store, "population-failed")
+    states = [t.state.name for t in optuna.load_study(study_name="population-failed/sgd/random/0", storage=url).trials]
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") == 3, states
+    assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3
+    store.close()
+
+
+def test_a_study_deleted_while_a_population_trains_is_made_anew(tmp_path, monkeypatch) -> None:
+    url, store = small_experiment(tmp_path, "population-deleted", population="auto")
+    deleted = []
+
+    def delete_once(trials) -> None:
+        if not deleted:
+            optuna.delete_study(study_name="population-deleted/sgd/random/0", storage=url)
+            deleted.append(True)
+
+    interrupting_populations(monkeypatch, delete_once)
+    run_worker(store, "population-deleted")
+    assert deleted
+    study = optuna.load_study(study_name="population-deleted/sgd/random/0", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3  # the deleted population's runs were dropped
+    assert queries.run_states(store.engine, 1)[1]["COMPLETE"] == 3
     store.close()
 
 

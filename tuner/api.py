@@ -53,12 +53,12 @@ class StoredExperiment:
         ], columns=["study_name", "optimizer", "sampler", "repeat", "trials",
                     *(state.lower() for state in DONE_STATES), "running", "failed"])
 
-    def trials(self) -> pd.DataFrame:
-        """Every finished trial run (queries.TRIAL_COLUMNS: run_id, optimizer, sampler, repeat,
-        trial_number, state, objective, diverged_at, steps, wall_time, params) and its
-        configuration in search-space terms, one column per parameter (lr, beta1, schedule, ...;
+    def trials(self, optimizer: str | None = None) -> pd.DataFrame:
+        """Every finished trial run (of ``optimizer``: queries.TRIAL_COLUMNS: run_id, optimizer,
+        sampler, repeat, trial_number, state, objective, diverged_at, steps, wall_time, params) and
+        its configuration in search-space terms, one column per parameter (lr, beta1, schedule, ...;
         NaN where an optimizer has no such parameter)."""
-        frame = queries.trials(self.engine, self.id)
+        frame = queries.trials(self.engine, self.id, optimizer)
         values = pd.DataFrame([from_config(p, steps) for p, steps in zip(frame["params"], frame["steps"], strict=True)],
                               index=frame.index)
         return frame.join(values.drop(columns=[c for c in values.columns if c in frame.columns]))
@@ -83,10 +83,12 @@ class StoredExperiment:
         """What a budget of k trials buys each optimizer and sampler (``tuner.tunability``)."""
         return tunability(self.engine, self.name)
 
-    def best_runs(self) -> pd.DataFrame:
+    def best_runs(self, best: pd.DataFrame | None = None) -> pd.DataFrame:
         """Per optimizer, the runs that show its best configuration: the re-evaluations on fresh
-        seeds, or the trial itself before any. Columns: BEST_RUN_COLUMNS, by optimizer and seed."""
-        chosen = queries.best_configs(self.engine, self.name, per_optimizer=True)
+        seeds, or the trial itself before any. Columns: BEST_RUN_COLUMNS, by optimizer and seed.
+        ``best``: ``best(per_optimizer=True)`` as already read, else it is read."""
+        chosen = queries.best_configs(self.engine, self.name, per_optimizer=True) if best is None else best.to_dict(
+            "records")
         who = pd.DataFrame([{"optimizer": row["optimizer"], "sampler": row["sampler"], "source_run_id": row["run_id"]}
                             for row in chosen], columns=BEST_RUN_COLUMNS[:3])
         runs = queries.config_runs(self.engine, list(who["source_run_id"]))

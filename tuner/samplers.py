@@ -10,6 +10,7 @@ study file's validation and the reading commands do not pay for it.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,14 +62,16 @@ def startup_trials(n_trials: int, per: int, low: int, high: int) -> int:
 
 @dataclass(frozen=True)
 class SamplerEntry:
-    """A registered sampler: ``factory(spec, space, seed, n_trials)`` builds it for one study.
+    """A registered sampler: ``factory(spec, space, seed, n_trials, population)`` builds it for one
+    study whose trials are asked ``population`` at a time (None: one at a time; CMA-ES makes it its
+    population size, so that a population is one generation).
     ``shared_seed``: every worker of a study uses the same seed, because the sampler coordinates
     the workers through the storage (QMC's sequence index, the grid's cells) instead of drawing
     independently. ``independent``: each trial is drawn alone, from the same distribution, whatever
     the others gave, so a study's trials are a sample of what one random trial gives (what the
     expected best of k trials, ``tuner.tunability``, is computed from)."""
 
-    factory: Callable[[SamplerSpec, list[Param], int, int], optuna.samplers.BaseSampler]
+    factory: Callable[[SamplerSpec, list[Param], int, int, int | None], optuna.samplers.BaseSampler]
     description: str
     shared_seed: bool = False
     independent: bool = False
@@ -76,28 +79,41 @@ class SamplerEntry:
 
 SAMPLERS: dict[str, SamplerEntry] = {
     "random": SamplerEntry(
-        lambda spec, space, seed, n_trials: _optuna().samplers.RandomSampler(seed=seed),
+        lambda spec, space, seed, n_trials, population: _optuna().samplers.RandomSampler(seed=seed),
         "uniform random search (on each parameter's scale): the baseline", independent=True),
     "tpe": SamplerEntry(
-        lambda spec, space, seed, n_trials: _optuna().samplers.TPESampler(
+        lambda spec, space, seed, n_trials, population: _optuna().samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True,
             n_startup_trials=startup_trials(n_trials, TPE_STARTUP_PER_TRIALS, TPE_STARTUP_MIN, TPE_STARTUP_MAX)),
         "multivariate tree-structured Parzen estimator; constant liar for parallel workers"),
     "cmaes": SamplerEntry(
-        lambda spec, space, seed, n_trials: _optuna().samplers.CmaEsSampler(
-            seed=seed, warn_independent_sampling=False,
+        lambda spec, space, seed, n_trials, population: _optuna().samplers.CmaEsSampler(
+            seed=seed, warn_independent_sampling=False, popsize=population,
             n_startup_trials=startup_trials(n_trials, CMAES_STARTUP_PER_TRIALS, CMAES_STARTUP_MIN,
                                             CMAES_STARTUP_MAX)),
         "CMA-ES on the continuous parameters; categorical ones are sampled at random"),
     "qmc": SamplerEntry(
-        lambda spec, space, seed, n_trials: _optuna().samplers.QMCSampler(
+        lambda spec, space, seed, n_trials, population: _optuna().samplers.QMCSampler(
             seed=seed, scramble=True, warn_independent_sampling=False),
         "scrambled Sobol sequence: random search with an even cover", shared_seed=True),
     "grid": SamplerEntry(
-        lambda spec, space, seed, n_trials: _optuna().samplers.GridSampler(
+        lambda spec, space, seed, n_trials, population: _budgeted_grid()(
             grid_space(space, spec.grid_points), seed=seed),
         "grid_points values per searched parameter, in random order", shared_seed=True),
 }
+
+
+def _budgeted_grid() -> type:
+    """Optuna's GridSampler, without its ``after_trial``: that only stops ``study.optimize`` once
+    every cell is visited (and raises outside it, where a population tells its trials); tuner's
+    workers end a study at its budget."""
+
+    class BudgetedGridSampler(_optuna().samplers.GridSampler):
+        def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                        values: object) -> None:
+            pass
+
+    return BudgetedGridSampler
 
 
 @dataclass(frozen=True)
@@ -122,11 +138,20 @@ PRUNERS: dict[str, PrunerEntry] = {
 }
 
 
-def make_sampler(spec: SamplerSpec, space: list[Param], seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler for ``spec`` on ``space``, for a study of ``n_trials`` trials."""
+def cma_popsize(space: list[Param]) -> int:
+    """CMA-ES's usual population size, 4 + floor(3 ln n), for the n searched numeric parameters
+    that are always sampled (the ones CMA-ES searches)."""
+    numeric = sum(1 for p in space if p.searched and p.choices is None and p.schedule is None)
+    return 4 + math.floor(3 * math.log(max(numeric, 1)))
+
+
+def make_sampler(spec: SamplerSpec, space: list[Param], seed: int, n_trials: int,
+                 population: int | None = None) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for ``spec`` on ``space``, for a study of ``n_trials`` trials asked
+    ``population`` at a time (None: one at a time)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _optuna().exceptions.ExperimentalWarning)
-        return SAMPLERS[spec.name].factory(spec, space, seed, n_trials)
+        return SAMPLERS[spec.name].factory(spec, space, seed, n_trials, population)
 
 
 def make_pruner(spec: Experiment) -> optuna.pruners.BasePruner:

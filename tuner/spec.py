@@ -11,6 +11,7 @@
     objective: final_val_loss            # or {name: steps_to_target, target: 1e-3}; rate (synthetic)
     pruner: none                         # median, hyperband
     reevaluate: 5                        # fresh seeds for each study's best configuration
+    population: auto                     # trials trained together in one vectorised pass: auto, N or 1
     storage: sqlite:///tuner.db          # optional; --storage and TUNER_STORAGE win
 """
 
@@ -49,6 +50,10 @@ OptimizerName = Literal[tuple(OPTIMIZERS)]
 SamplerName = Literal[tuple(SAMPLERS)]
 PrunerName = Literal[tuple(PRUNERS)]
 ObjectiveName = Literal[tuple(OBJECTIVES)]
+
+
+MAX_POPULATION = 65_536
+"""The most trials a study file may ask to train together."""
 
 
 class _Strict(BaseModel):
@@ -140,6 +145,10 @@ class Experiment(_Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
     pruner: PrunerName = "none"
     reevaluate: int = Field(5, ge=0, le=1000, description="fresh seeds re-running each study's best configuration")
+    population: Literal["auto"] | int = Field("auto", description=(
+        "trials of a study trained together, as one set of array operations over a population axis: "
+        "auto (sized by a memory and time budget; CMA-ES: one generation), a number N (CMA-ES: its "
+        "population size), or 1 (one trial at a time); L-BFGS always trains one at a time"))
     storage: str | None = None
     in_suite: SuiteMember | None = Field(None, description="set by tuner.suite for each task of a suite file")
 
@@ -160,6 +169,14 @@ class Experiment(_Strict):
         return value
 
     _url = field_validator("storage")(checked_url)
+
+    @field_validator("population", mode="before")
+    @classmethod
+    def _population(cls, value: Any) -> str | int:
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_POPULATION):
+            return value
+        raise ValueError(f"population={shown(value)} is not allowed; allowed: auto, or a whole number from 1 to "
+                         f"{MAX_POPULATION}")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Experiment":
@@ -245,12 +262,17 @@ def parse_experiment(data: Any, source: str = "study file") -> Experiment:
         raise from_validation_error(exc) from None
 
 
+STORED_POPULATION = 1
+"""``population`` of an experiment stored before the field existed: trials one at a time, as then
+(``auto`` would change what TPE and CMA-ES propose on resume)."""
+
+
 def stored_experiment(data: dict[str, Any], name: str) -> Experiment:
     """The study file experiment ``name`` stored, as this tuner reads it (fields it stored without
-    get their defaults); ConfigError, in one line, when another version of tuner stored fields or
-    names this one does not know."""
+    get their defaults, ``population`` STORED_POPULATION); ConfigError, in one line, when another
+    version of tuner stored fields or names this one does not know."""
     try:
-        return Experiment.model_validate(data)
+        return Experiment.model_validate({"population": STORED_POPULATION, **data})
     except ValidationError as exc:
         problem = str(from_validation_error(exc)).splitlines()[0]
         raise ConfigError(f"experiment {shown(name)} was stored by another version of tuner, whose study file "

@@ -18,10 +18,17 @@ class Matrix:
     cols: int
     transposed: bool = False
 
+    @property
+    def span(self) -> slice:
+        """Where the matrix lies in the flat parameters."""
+        return slice(self.offset, self.offset + self.rows * self.cols)
+
     def view(self, flat: "np.ndarray") -> "np.ndarray":
-        """The matrix in torch's orientation, as a view into ``flat``."""
-        matrix = flat[self.offset : self.offset + self.rows * self.cols].reshape(self.rows, self.cols)
-        return matrix.T if self.transposed else matrix
+        """The matrix in torch's orientation, as a view into ``flat``: (rows, cols) from flat
+        parameters (P,), or every member's, (K, rows, cols), from a population's (K, P)."""
+        # splitting the last axis in two never copies
+        matrix = flat[..., self.span].reshape(*flat.shape[:-1], self.rows, self.cols)
+        return matrix.swapaxes(-1, -2) if self.transposed else matrix
 
 
 @dataclass(frozen=True, slots=True)

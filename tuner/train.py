@@ -11,17 +11,20 @@ so the train/eval switch costs one read and no copy.
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tuner.optim import LBFGS, Optimizer
+from tuner.optim.population import population_key, select, stack
 from tuner.schedules import Schedule
 from tuner.tasks import Task
 
 OnEval = Callable[[int, int, dict[str, float]], bool]
 """on_eval(epoch, step, metrics) -> True to stop the run early (e.g. pruned)."""
+OnMemberEval = Callable[[int, int, int, dict[str, float]], bool]
+"""on_eval(member, epoch, step, metrics) -> True to stop that member early (e.g. pruned)."""
 
 
 @dataclass
@@ -39,6 +42,7 @@ class RunResult:
     stopped_by_caller: bool = False  # on_eval returned True: pruned, or the worker was asked to stop
     early_stopped: bool = False
     best_eval: int | None = None
+    final_params: np.ndarray | None = None  # the trained parameters where the run ended (first-order)
 
     @property
     def diverged(self) -> bool:
@@ -146,7 +150,7 @@ def _train_first_order(
             loss = task.loss_and_grad(params, batch, grad)
             losses[step] = loss
             if not (loss <= limit and loss < math.inf):  # also false for NaN
-                result.diverged_at = step
+                result.diverged_at, recorded = step, step + 1  # the loss it diverged with is recorded
                 break
             if step == 0:
                 limit = divergence_factor * max(abs(loss), 1e-12)
@@ -159,6 +163,7 @@ def _train_first_order(
             metrics = _record(result, task, optimizer.eval_params(params, state), step, start)
             if not all(math.isfinite(v) for v in metrics.values()):
                 result.diverged_at = step
+                recorded = step
                 break
             if on_eval is not None and on_eval(epoch, step, metrics):
                 result.stopped_by_caller = True
@@ -166,7 +171,8 @@ def _train_first_order(
             if early_stop(result, metrics):
                 break
     result.steps = step
-    result.train_loss = losses[: step + (result.diverged_at is not None)]
+    result.train_loss = losses[: recorded if result.diverged_at is not None else step]
+    result.final_params = params.copy()
     return result
 
 
@@ -206,3 +212,155 @@ def _train_lbfgs(
     result.train_loss = np.asarray(losses)
     result.samples = int(outcome.nfev) * task.samples_per_epoch(1)
     return result
+
+
+def train_population(
+    task: Task,
+    optimizers: Sequence[Optimizer],
+    schedules: Sequence[Schedule],
+    *,
+    epochs: int,
+    batch_size: int = 1,
+    seed: int = 0,
+    eval_every: int = 1,
+    on_eval: OnMemberEval | None = None,
+    divergence_factor: float = 100.0,
+    patience: int | None = None,
+) -> list[RunResult]:
+    """``train`` for K first-order configurations at once: member k is ``optimizers[k]`` with
+    ``schedules[k]``, all with ``batch_size`` and ``seed`` (so the same initial parameters and the
+    same batches). Returns one RunResult per member, in order, each what ``train`` gives for that
+    member alone (to rounding: batched products may round differently in the last bit).
+
+    Members whose optimizers stack (``population.population_key``) train as one population over a
+    leading axis: one batched ``task.loss_and_grad_many`` and one optimizer update per step for all
+    of them. A member that diverges, is stopped by ``on_eval`` or stops early is compacted out of
+    its population at that step, with its outcome recorded as a lone run records it. The clock is
+    shared: a member's seconds are its population's elapsed time divided by the population's size.
+    """
+    if len(optimizers) != len(schedules):
+        raise ValueError("one schedule per optimizer")
+    cohorts: dict[object, list[int]] = {}
+    for member, optimizer in enumerate(optimizers):
+        if isinstance(optimizer, LBFGS):
+            raise ValueError("L-BFGS trains alone: it is not a first-order rule with a population")
+        cohorts.setdefault(population_key(optimizer.bind(task)), []).append(member)
+    results: list[RunResult | None] = [None] * len(optimizers)
+    for members in cohorts.values():
+        cohort = _Cohort(task, [optimizers[m] for m in members], [schedules[m] for m in members],
+                         epochs=epochs, batch_size=batch_size, seed=seed, eval_every=eval_every,
+                         on_eval=on_eval and (lambda k, *rest, _m=members: on_eval(_m[k], *rest)),
+                         divergence_factor=divergence_factor, patience=patience)
+        for member, result in zip(members, cohort.run(), strict=True):
+            results[member] = result
+    return results  # type: ignore[return-value]
+
+
+class _Cohort:
+    """One population: members whose optimizers stack, trained as in ``_train_first_order``."""
+
+    def __init__(self, task: Task, optimizers: Sequence[Optimizer], schedules: Sequence[Schedule], *,
+                 epochs: int, batch_size: int, seed: int, eval_every: int, on_eval: OnMemberEval | None,
+                 divergence_factor: float, patience: int | None) -> None:
+        self.task, self.epochs, self.batch_size, self.seed = task, epochs, batch_size, seed
+        self.eval_every, self.on_eval, self.factor = eval_every, on_eval, divergence_factor
+        size = len(optimizers)
+        self.size = size
+        self.total = task.steps_per_epoch(batch_size) * epochs
+        self.optimizer = stack([optimizer.bind(task) for optimizer in optimizers])
+        self.lrs = np.stack([schedule.values(self.total) for schedule in schedules], axis=1)  # (steps, K)
+        self.losses = np.empty((self.total, size))
+        self.results = [RunResult(train_loss=np.empty(0)) for _ in range(size)]
+        self.stops = [_EarlyStop(task, patience) for _ in range(size)]
+        self.alive = np.arange(size)  # the original index of each current member
+
+    def run(self) -> list[RunResult]:
+        task = self.task
+        params = np.repeat(task.init_params(self.seed)[None, :], self.size, axis=0)
+        grad = np.empty_like(params)
+        losses = np.empty(self.size)
+        rng = np.random.default_rng([self.seed, 1])
+        optimizer, state = self.optimizer, self.optimizer.init(params)
+        lrs = self.lrs
+        limit = np.full(self.size, math.inf)
+        self.start = time.perf_counter()
+        step = 0
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(1, self.epochs + 1):
+                for batch in task.batches(self.batch_size, rng):
+                    k = len(self.alive)
+                    task.loss_and_grad_many(params, batch, grad[:k], losses[:k])
+                    loss = losses[:k]
+                    self.losses[step, self.alive] = loss
+                    ok = (loss <= limit[:k]) & (loss < math.inf)  # also false for NaN
+                    if not ok.all():
+                        for row in np.flatnonzero(~ok):
+                            self._end(self.alive[row], step, params[row], diverged=True)
+                        params, optimizer, state, lrs, limit = self._compact(ok, params, optimizer, state, lrs, limit)
+                        if not len(self.alive):
+                            break
+                        k = len(self.alive)
+                        grad[:k] = grad[np.flatnonzero(ok)]  # the gradients of the members that go on
+                    if step == 0:
+                        np.maximum(np.abs(self.losses[0, self.alive]), 1e-12, out=limit[:k])
+                        limit[:k] *= self.factor
+                    optimizer.update(params, grad[:k], lrs[step][:, None], state)
+                    step += 1
+                if not len(self.alive):
+                    break
+                for member in self.alive:
+                    self.results[member].samples += task.samples_per_epoch(self.batch_size)
+                if epoch % self.eval_every == 0 or epoch == self.epochs:
+                    ok = self._evaluate(params, optimizer.eval_params(params, state), epoch, step)
+                    if not ok.all():
+                        params, optimizer, state, lrs, limit = self._compact(ok, params, optimizer, state, lrs, limit)
+                        if not len(self.alive):
+                            break
+        for row, member in enumerate(self.alive):
+            self._end(member, step, params[row])
+        return self.results
+
+    def _evaluate(self, params: np.ndarray, at: np.ndarray, epoch: int, step: int) -> np.ndarray:
+        """Evaluate every member at ``at`` (its evaluation point of ``params``); False for those that
+        end here (diverged, stopped)."""
+        metrics = self.task.evaluate_many(at)
+        seconds = (time.perf_counter() - self.start) / self.size
+        going = np.ones(len(self.alive), dtype=bool)
+        for row, member in enumerate(self.alive):
+            result = self.results[member]
+            values = {key: float(column[row]) for key, column in metrics.items()}
+            result.eval_steps.append(step)
+            result.eval_seconds.append(seconds)
+            for key, value in values.items():
+                result.evals.setdefault(key, []).append(value)
+            if not all(math.isfinite(v) for v in values.values()):
+                self._end(member, step, params[row], diverged=True, at_eval=True)
+            elif self.on_eval is not None and self.on_eval(int(member), epoch, step, values):
+                result.stopped_by_caller = True
+                self._end(member, step, params[row])
+            elif self.stops[member](result, values):
+                self._end(member, step, params[row])
+            else:
+                continue
+            going[row] = False
+        return going
+
+    def _end(self, member: int, step: int, params: np.ndarray, *, diverged: bool = False,
+             at_eval: bool = False) -> None:
+        """Close member's result at ``step`` with its ``params`` as ``_train_first_order`` does."""
+        result = self.results[member]
+        result.final_params = params.copy()
+        result.steps = step
+        if diverged:
+            result.diverged_at = step
+        result.train_loss = self.losses[: step + (diverged and not at_eval), member].copy()
+        result.wall_time = (time.perf_counter() - self.start) / self.size
+
+    def _compact(self, keep: np.ndarray, params: np.ndarray, optimizer: Optimizer, state: object,
+                 lrs: np.ndarray, limit: np.ndarray) -> tuple:
+        """Drop the members not in ``keep`` (a mask over the current ones) from every array."""
+        rows = np.flatnonzero(keep)
+        self.alive = self.alive[rows]
+        optimizer, state = select(optimizer, state, rows)
+        limit = np.r_[limit[rows], np.full(len(limit) - len(rows), math.inf)]
+        return params[rows], optimizer, state, lrs[:, rows], limit

@@ -3,9 +3,11 @@
 Optuna's storage is the only coordination: a worker counts finished runs (tuner_runs) and
 trials in flight (Optuna's RUNNING), picks the study with the fewest, and runs one trial
 there with ``study.optimize`` (which also fails stale trials and re-queues them through the
-heartbeat callback). Every study ends with at least its trial count finished, and at most
-``workers - 1`` more. SIGINT and SIGTERM ask a worker to stop: its current trial is
-abandoned at the next evaluation (Optuna state FAIL, run again on resume) and it exits.
+heartbeat callback); or, with ``population`` (``tuner.populations``), K trials at once. Every
+study ends with at least its trial count finished, and at most ``workers - 1`` more (a population
+more, when a worker reserves between Optuna failing a dead worker's trials and queuing their
+retries). SIGINT and SIGTERM ask a worker to stop: its current trial (population) is abandoned at
+the next evaluation (Optuna state FAIL, run again on resume) and it exits.
 """
 
 import logging
@@ -28,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from tuner import rankings, reevaluation
 from tuner.errors import ConfigError
 from tuner.objective import Abandoned, make_objective
+from tuner.populations import PopulationRunner, generation_size
 from tuner.samplers import SAMPLERS, make_pruner, make_sampler
 from tuner.spec import Experiment, SamplerSpec, stored_experiment
 from tuner.storage import queries
@@ -130,7 +133,8 @@ def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRo
 
     An experiment of that name is found again only if it is stored in format SPEC_VERSION and its
     study file is ``spec``'s as this tuner reads both (``stored_experiment``: fields an earlier
-    tuner did not know have their defaults); else a ConfigError, naming the fields that changed.
+    tuner did not know have their defaults; a file that does not set ``population`` resumes with the
+    experiment's); else a ConfigError, naming the fields that changed.
     Studies missing from an experiment whose creation was interrupted are created."""
     stored = stored_study_file(spec)
     found = store.ensure_experiment(spec.name, spec.task.name, stored, SPEC_VERSION)
@@ -139,6 +143,8 @@ def create_experiment(store: Store, spec: Experiment) -> tuple[int, list[StudyRo
                           f"{found.spec_version}; this tuner's have format {SPEC_VERSION}: resume it with that "
                           "tuner, or give it a new name to start another experiment")
     before = stored_study_file(stored_experiment(found.spec, spec.name))  # fields added since: their defaults
+    if "population" not in spec.model_fields_set:  # not in the file: the experiment's own (1 if it predates it)
+        stored = {**stored, "population": before["population"]}
     if before != stored:
         changed = sorted(k for k in stored.keys() | before.keys() if stored.get(k) != before.get(k))
         raise ConfigError(f"experiment {spec.name!r} already exists with a different study file (changed: "
@@ -161,7 +167,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     experiment_id, rows = create_experiment(store, spec)  # its format checked, missing studies made
     study_ids = _optuna_studies(store, rows)
     task = make_task(spec.task.name, spec.task.options)
-    studies: dict[int, tuple[optuna.Study, Callable]] = {}
+    studies: dict[int, tuple[optuna.Study, Callable, PopulationRunner]] = {}
     ran = waits = 0
     backoff = Backoff(retry_for_s)
     while not should_stop() and (max_trials is None or ran < max_trials):
@@ -183,8 +189,19 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             waits = 0
             if row.id not in studies:
                 studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
-            study, objective = studies[row.id]
-            study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+            study, objective, population = studies[row.id]
+            free, running = free_trials(store, row, study_ids)
+            size = population.size(min(free, max_trials - ran if max_trials is not None else row.n_trials))
+            told = 0
+            if size > 1:
+                fail_stale_trials(study)  # as study.optimize does before a trial
+                told = population.run(size)  # 0 when Optuna's trials fill the budget already
+                if told == 0 and running:  # another worker took the last ones meanwhile: look again
+                    time.sleep(POLL_S)
+                    continue
+            if told == 0:  # one trial, also when Optuna counts trials tuner does not (told by other tools)
+                study.optimize(objective, n_trials=1, gc_after_trial=False, catch=())
+                told = 1
         except Abandoned:  # stopped mid-trial: Optuna recorded the trial FAIL, its run was dropped
             break
         except Exception as exc:
@@ -207,8 +224,15 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                 continue
             raise
         backoff.reset()
-        ran += 1
+        ran += told
     return ran
+
+
+def free_trials(store: Store, row: StudyRow, study_ids: dict[int, int | None]) -> tuple[int, int]:
+    """The trials of ``row``'s budget that no worker has finished or is running (a retry waiting
+    counts as one to run; at least 1), and how many are running."""
+    finished, running, waiting = queries.workload(store.engine, study_ids).get(row.id, (0, 0, 0))
+    return max(row.n_trials - finished - running, waiting, 1), running
 
 
 def _recreate_deleted(store: Store, spec: Experiment, rows: list[StudyRow]) -> bool:
@@ -271,18 +295,21 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,
-                should_stop: Callable[[], bool]) -> tuple[optuna.Study, Callable]:
+                should_stop: Callable[[], bool]) -> tuple[optuna.Study, Callable, PopulationRunner]:
+    """The study of ``row`` with its sampler and pruner, the objective of its lone trials and the
+    runner of its populations."""
     sampler_spec = next(s for s in spec.samplers if s.name == row.sampler)
     space = spec.search_space(row.optimizer)
+    seed = sampler_seed(spec, row, sampler_spec, worker)
     study = optuna.load_study(
         study_name=row.study_name, storage=store.optuna,
-        sampler=make_sampler(sampler_spec, space, sampler_seed(spec, row, sampler_spec, worker), row.n_trials),
+        sampler=make_sampler(sampler_spec, space, seed, row.n_trials, generation_size(spec, space)),
         pruner=make_pruner(spec),
     )
     objective = make_objective(spec, row.optimizer, space, task, seed=row.repeat,
                                save=lambda record: store.save_trial_run(row.id, record),
                                should_stop=should_stop, sampled=store.flush_params)
-    return study, _catching(objective)
+    return study, _catching(objective), PopulationRunner(store, spec, row, study, space, task, should_stop)
 
 
 def _catching(objective: Callable) -> Callable:

@@ -50,11 +50,11 @@ stats = charts.spread(curves, ["optimizer"], "step", x, band)
 
 faint = None
 if faint_for != "none":
-    trials = data.trials(url, name)
-    mine = trials[trials["optimizer"] == faint_for]
+    trials = data.trial_outcomes(url, name)
+    mine = trials.loc[trials["optimizer"] == faint_for, ["run_id", "state", "steps", "batch_size"]]
     if spec.budget.epochs:  # steps per epoch from the full runs, by batch size (a diverged run stopped early)
         full = mine[mine["state"] == COMPLETE]
-        by = "batch_size" if "batch_size" in mine else None
+        by = "batch_size" if mine["batch_size"].notna().any() else None
         per_epoch = (full.groupby(by)["steps"].median() if by else full["steps"].median()) / spec.budget.epochs
         mine = mine.assign(per_epoch=mine[by].map(per_epoch) if by else per_epoch)
     faint = data.curves(url, tuple(int(i) for i in mine["run_id"]), series).merge(mine, on="run_id")
@@ -85,6 +85,9 @@ seeds = runs.groupby("optimizer").agg(sampler=("sampler", "first"), seeds=("seed
 seeds = seeds.reindex(charts.registry_order(seeds.index))
 notes = ["Each line is the median over the seeds that re-ran the optimizer's best configuration "
          f"(its own trial before any re-evaluation); the band is the {band} range."]
+if faint is not None and faint["run_id"].nunique() > charts.FAINT_LINES:
+    notes.append(f"Grey: where the curves of the {len(mine)} trials of {faint_for} run, each cell shaded by its "
+                 "share of the trials' points at its x (darker: more of them).")
 if smoothing:
     notes.append(f"The training loss is smoothed per run before the median: an exponential moving average over "
                  f"its recorded points (every step up to {MAX_POINTS} steps, else {MAX_POINTS} evenly spaced ones), "

@@ -13,7 +13,7 @@ url = data.storage_url()
 name = st.session_state["experiment"]
 spec = data.spec(url, name)
 st.title("Samplers")
-trials = data.trials(url, name)
+trials = data.trial_outcomes(url, name)
 if not (trials["state"] == COMPLETE).any():
     st.info(f"{code(name)} has no completed trial yet: best-so-far curves appear as soon as one finishes.")
     st.stop()
@@ -34,7 +34,8 @@ if spec.objective.name == "steps_to_target":
     else:
         misses = (" A score above its run's step budget (which depends on the batch size here) did not reach the "
                   "target: it is steps × (1 + log10(final loss / target)), which only ranks misses, nearer first.")
-st.plotly_chart(charts.sampler_figure(stats, log_y=log_y, y_title=f"best {spec.objective.name} so far", budget=budget),
+drawn = charts.thinned(stats, ["optimizer", "sampler"], "trial")  # the same lines, through fewer points
+st.plotly_chart(charts.sampler_figure(drawn, log_y=log_y, y_title=f"best {spec.objective.name} so far", budget=budget),
                 width="stretch")
 st.caption(f"Objective: {spec.objective.name} (lower is better). Median over {spec.repeats} repeat(s) per sampler; "
            "a trial that did not complete keeps the best so far; a repeat without a completed trial yet counts as "

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.verbatim import code
+from tuner import analysis
 from tuner.api import searched_params
 from tuner.storage.records import COMPLETE
 
@@ -12,7 +13,7 @@ url = data.storage_url()
 name = st.session_state["experiment"]
 spec = data.spec(url, name)
 st.title("Sensitivity")
-trials = data.trials(url, name)
+trials = data.trial_outcomes(url, name)  # every trial's outcome and learning rate, as columns
 if not (trials["state"] == COMPLETE).any():
     st.info(f"{code(name)} has no completed trial yet: sensitivity plots appear as soon as one finishes.")
     st.stop()
@@ -24,7 +25,7 @@ if spec.objective.name == "steps_to_target":
     scores = (" A trial that did not reach the target scores steps × (1 + log10(final loss / target)), more than "
               "its step budget: a ranking device (nearer misses first), not a step count.")
     hollow = " Hollow: trials that did not reach the target (hover: their final loss)." + scores
-with_lr = trials[trials["lr"].notna()] if "lr" in trials else trials.iloc[0:0]
+with_lr = trials[trials["lr"].notna()]
 if with_lr.empty:
     st.info("No optimizer of this experiment has a learning rate (L-BFGS only).")
 else:
@@ -34,7 +35,7 @@ else:
                "at their learning rate." + hollow)
 
 optimizer = st.selectbox("optimizer", list(dict.fromkeys(trials["optimizer"])))
-mine = trials[trials["optimizer"] == optimizer]
+mine = data.trials(url, name, optimizer)  # with its configurations
 params = searched_params(mine)
 if not params:
     st.info(f"{optimizer} has no searched parameter in this experiment: every value is fixed.")
@@ -43,14 +44,17 @@ if not params:
 others = [p for p in params if p != "lr"]
 if "lr" in params and others:
     colour = st.selectbox("colour by", others)
+    if outcomes is not None:
+        outcomes = charts.target_outcomes(mine, data.step_budgets(spec, mine), spec.objective.target)
     st.plotly_chart(charts.lr_figure(mine, colour=colour, log_y=log_y, outcomes=outcomes), width="stretch")
 
 st.subheader("Importance")
 importances = data.importances(url, name, optimizer)
 if importances:
     st.columns([3, 2])[0].plotly_chart(charts.importance_figure(importances), width="stretch")
-    st.caption("Optuna's fANOVA importances over the completed trials, on the parameters as Optuna sampled "
-               "them (one_minus_beta2 is 1 - beta2 on a log scale).")
+    st.caption(f"Optuna's fANOVA importances over the completed trials (at most {analysis.IMPORTANCE_TRIALS:,}, "
+               "evenly spread over them), on the parameters as Optuna sampled them (one_minus_beta2 is 1 - beta2 on "
+               "a log scale).")
 else:
     st.info("Importances need at least three completed trials whose parameters vary.")
 st.subheader("Parallel coordinates")

@@ -11,7 +11,7 @@ from tests.helpers import TINY
 from tuner.objective import objective_value
 from tuner.optim import OPTIMIZERS
 from tuner.spec import parse_experiment
-from tuner.storage.records import COMPLETE, DIVERGED, RunRecord, missed_final_loss
+from tuner.storage.records import COMPLETE, DIVERGED, RunRecord, missed_final_loss, reached_target
 
 
 def test_spread_gives_median_and_band_per_group_and_step() -> None:
@@ -291,3 +291,68 @@ def test_sampler_panels_have_y_titles_and_a_step_budget_line() -> None:
     assert [list(t.y) for t in budgets] == [[100, 100]] * 3 and [t.showlegend for t in budgets] == [True, False, False]
     assert [a.text for a in figure.layout.annotations] == ["sgd", "adam", "lbfgs"]  # panels in OPTIMIZERS' order
     assert figure.layout.yaxis.type == "log" and figure.layout.yaxis.exponentformat == "power"
+
+
+def test_spread_equals_pandas_quantiles_per_group_with_missing_and_infinite_values() -> None:
+    """The vectorised bands against pandas' groupby quantiles (the brute force), on random groups
+    of 1 to 60 rows holding NaN (left out) and +inf (a repeat without a result: the worst)."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        runs = pd.DataFrame({"g": rng.integers(0, 4, n), "step": rng.integers(0, 5, n), "seconds": rng.uniform(0, 1, n),
+                             "value": rng.choice([0.1, 0.5, 1.0, 2.0, np.inf, np.nan, 3.0], n) * rng.uniform(0.5, 2, n)})
+        for band, (low, high) in charts.BANDS.items():
+            grouped = runs.groupby(["g", "step"])
+            expected = pd.DataFrame({"median": grouped["value"].median(), "lo": grouped["value"].quantile(low),
+                                     "hi": grouped["value"].quantile(high), "n": grouped["value"].count(),
+                                     "x": grouped["seconds"].median()}).reset_index()
+            expected[["median", "lo", "hi"]] = expected[["median", "lo", "hi"]].replace(np.inf, np.nan)
+            found = charts.spread(runs, ["g"], "step", "seconds", band)
+            pd.testing.assert_frame_equal(found[expected.columns], expected, check_dtype=False)
+
+
+def test_thinned_lines_pass_through_every_point_of_the_full_lines() -> None:
+    """Best-so-far medians are steps: the thinned rows, joined by straight lines, give every row's value."""
+    rng = np.random.default_rng(2)
+    trial = np.tile(np.arange(1, 501), 2)
+    median = np.concatenate([np.minimum.accumulate(rng.choice([np.inf, 5.0, 3.0, 2.0, 1.0], 500, p=[.1, .6, .2, .08,
+                                                                                                   .02]))
+                             for _ in range(2)])
+    stats = pd.DataFrame({"optimizer": "adam", "sampler": np.repeat(["qmc", "random"], 500), "trial": trial,
+                          "median": np.where(np.isinf(median), np.nan, median), "lo": median / 2, "hi": median * 2})
+    drawn = charts.thinned(stats, ["optimizer", "sampler"], "trial")
+    assert len(drawn) < len(stats) / 10
+    for sampler, full in stats.groupby("sampler"):
+        kept = drawn[drawn["sampler"] == sampler]
+        assert kept["trial"].iloc[0] == 1 and kept["trial"].iloc[-1] == 500
+        for column in ("median", "lo", "hi"):
+            np.testing.assert_array_equal(np.interp(full["trial"], kept["trial"], kept[column]), full[column])
+    assert len(charts.thinned(stats, ["optimizer", "sampler"], "trial", limit=3)) == 6  # first, middle, last each
+
+
+def test_target_outcomes_say_what_steps_to_target_says_of_each_trial() -> None:
+    rng = np.random.default_rng(3)
+    trials = pd.DataFrame({"state": rng.choice([COMPLETE, DIVERGED], 300, p=[0.9, 0.1]),
+                           "objective": rng.choice([np.nan, 1.0], 300, p=[0.05, 0.95]) * rng.uniform(1, 200, 300)})
+    budgets = pd.Series(rng.choice([50, 100], 300), index=trials.index)
+    found = charts.target_outcomes(trials, budgets, 1e-3)
+    done = trials[trials["state"] == COMPLETE]
+    assert list(found.index) == list(done.index)
+    assert list(found["reached"]) == [reached_target(v, int(b)) for v, b in zip(done["objective"], budgets[done.index],
+                                                                               strict=True)]
+    assert list(found["text"]) == [charts.steps_to_target(v, int(b), 1e-3)
+                                   for v, b in zip(done["objective"], budgets[done.index], strict=True)]
+
+
+def test_density_shares_each_columns_points_over_value_bins() -> None:
+    curves = pd.DataFrame({"run_id": np.repeat([1, 2, 3, 4], 3), "x": [0, 10, 20] * 4,
+                           "value": [1.0, 0.05, 0.002, 1.0, 0.05, 0.05, 1.0, 1.0, np.nan, 1.0, -1.0, 0.001]})
+    x, y, share = charts.density(curves, log_y=True, bins=(10, 3))
+    assert list(x) == [0, 10, 20] and share.shape == (3, 3)
+    np.testing.assert_allclose(np.log10(y), [-2.5, -1.5, -0.5])  # three rows over log10 values -3 .. 0
+    np.testing.assert_allclose(np.nansum(share, axis=0), 1.0)
+    np.testing.assert_array_equal(share[:, 0], [np.nan, np.nan, 1.0])  # every curve starts at 1
+    np.testing.assert_allclose(share[:, 1], [np.nan, 2 / 3, 1 / 3])  # -1 is not drawable on a log axis
+    np.testing.assert_allclose(share[:, 2], [2 / 3, 1 / 3, np.nan])  # 0.002 and 0.001; 0.05
+    wide = charts.density(curves.assign(x=curves["x"] + np.arange(12) / 100), log_y=False, bins=(4, 2))
+    assert len(wide[0]) == 4 and np.isclose(wide[0][0], 0 + (20.11 / 4) / 2)  # more distinct x than columns

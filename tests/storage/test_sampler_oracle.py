@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.helpers import tuner
+from tuner.populations import POPULATION_ATTR, generation_size
 from tuner.samplers import make_sampler
 from tuner.space import suggest
 from tuner.spec import parse_experiment
@@ -38,25 +39,38 @@ EVERY_SAMPLER = {
 }
 
 
+def populations(trials: list[optuna.trial.FrozenTrial]) -> list[list[optuna.trial.FrozenTrial]]:
+    """The trials in the groups a worker ran them (``POPULATION_ATTR``); a lone trial is a group of one."""
+    groups: list[list[optuna.trial.FrozenTrial]] = []
+    for trial in trials:
+        population = trial.user_attrs.get(POPULATION_ATTR)
+        if groups and population is not None and population == groups[-1][0].user_attrs.get(POPULATION_ATTR):
+            groups[-1].append(trial)
+        else:
+            groups.append([trial])
+    return groups
+
+
 def replay(study: optuna.Study, row, spec, storage: optuna.storages.BaseStorage) -> list[dict]:
-    """The parameters the same sampler suggests on ``storage`` when each trial ends as in ``study``."""
-    done = {t.number: t for t in study.trials if t.state.is_finished()}
+    """The parameters the same sampler suggests on ``storage`` when each trial ends as in ``study``,
+    asked as the worker asked them: one at a time, or a population's trials together (each sampled
+    before the next is asked), then told in order."""
     sampler_spec = next(s for s in spec.samplers if s.name == row.sampler)
     space = spec.search_space(row.optimizer)
     oracle = optuna.create_study(storage=storage, study_name=row.study_name, sampler=make_sampler(
-        sampler_spec, space, sampler_seed(spec, row, sampler_spec, 0), row.n_trials))
-
-    def objective(trial: optuna.Trial) -> float:
-        suggest(trial, space)
-        original = done[trial.number]
-        for step, value in original.intermediate_values.items():
-            trial.report(value, step)
-        if original.state == optuna.trial.TrialState.PRUNED:
-            raise optuna.TrialPruned()
-        return original.value
-
-    for _ in done:  # one trial per optimize, as a worker runs them (the grid sampler stops a call when exhausted)
-        oracle.optimize(objective, n_trials=1)
+        sampler_spec, space, sampler_seed(spec, row, sampler_spec, 0), row.n_trials, generation_size(spec, space)))
+    for group in populations([t for t in study.trials if t.state.is_finished()]):
+        asked = []
+        for _ in group:
+            asked.append(oracle.ask())
+            suggest(asked[-1], space)
+        for trial, original in zip(asked, group, strict=True):
+            for step, value in original.intermediate_values.items():
+                trial.report(value, step)
+            if original.state == optuna.trial.TrialState.PRUNED:
+                oracle.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                oracle.tell(trial, original.value)
     return [t.params for t in oracle.trials]
 
 

@@ -82,9 +82,12 @@ def test_loss_and_gradient_match_torch_autograd(name: str, options: dict) -> Non
     assert abs(loss - expected_loss) <= 1e-10 * max(1.0, abs(expected_loss))
     ours = task.layout.views(grad)
     scale = max(1.0, max(float(np.abs(g).max()) for g in expected.values()))
+    # an exploding recurrence (scale 3 over 50 steps, gradients ~3e3) carries the last-bit differences of
+    # torch's and numpy's kernels up by orders of magnitude: 1.6e-10 relative on this machine's AVX-512 BLAS
+    tolerance = 1e-9 if options.get("recurrent_scale", 1.0) > 2.0 else 1e-10
     for block, theirs in expected.items():
         assert ours[block].shape == theirs.shape
-        assert float(np.abs(ours[block] - theirs).max()) <= 1e-10 * scale, block
+        assert float(np.abs(ours[block] - theirs).max()) <= tolerance * scale, block
 
 
 def test_rnn_hidden_state_gradients_match_torch() -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import check_range
+from tuner.optim.base import like
 
 
 @dataclass(slots=True)
@@ -27,6 +28,10 @@ class Adadelta:
     delta = sqrt(a + eps) / sqrt(v + eps) * g
     a = rho * a + (1 - rho) * delta * delta
     p = p - lr * delta
+
+    A population (``tuner.optim.population``): rho, eps and lr may be (K, 1) arrays; the same
+    elementwise operations then compute each member's row as its lone run, each per-member
+    value cast to the parameters' dtype where it meets them (``base.like``).
     """
 
     rho: float = 0.9
@@ -45,23 +50,23 @@ class Adadelta:
         )
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdadeltaState) -> None:
-        rho = self.rho
         g = grad
         state.t += 1
         tmp, delta, v, a = state.scratch, state.delta, state.square_avg, state.acc_delta
+        rho, one_minus_rho, eps = like(self.rho, v), like(1.0 - self.rho, v), like(self.eps, v)
         v *= rho
         np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - rho
+        tmp *= one_minus_rho
         v += tmp
-        np.add(v, self.eps, out=tmp)
+        np.add(v, eps, out=tmp)
         np.sqrt(tmp, out=tmp)
-        np.add(a, self.eps, out=delta)
+        np.add(a, eps, out=delta)
         np.sqrt(delta, out=delta)
         delta /= tmp
         delta *= g
         a *= rho
         np.multiply(delta, delta, out=tmp)
-        tmp *= 1.0 - rho
+        tmp *= one_minus_rho
         a += tmp
-        delta *= lr
+        delta *= like(lr, delta)
         params -= delta

@@ -49,6 +49,11 @@ Hugging Face transformers' ``Adafactor`` and from ``optax.adafactor``:
 
 Weight decay is this rule's own option (the registry's ``decay`` is None): alpha reads RMS(P)
 before the decay, so ``transforms.WeightDecay`` applied before the rule would change the step.
+
+A population (``tuner.optim.population``: (K, P) parameters, the floats and lr (K, 1) arrays)
+keeps every factor, RMS and alpha per member: R and C are (K, rows) and (K, cols), the means and
+norms are taken over each member's own matrix (``Matrix.view`` gives (K, rows, cols)), and the
+scalar steps are Python's (``base.power``, ``larger``, ``smaller``) per member.
 """
 
 import math
@@ -58,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ConfigError, check_range, shown
-from tuner.optim.base import lerp_
+from tuner.optim.base import larger, lerp_, like, nonzero, power, smaller
 from tuner.optim.muon import Bound
 from tuner.tensors import Matrix, TensorLayout, tensor_layout
 
@@ -66,7 +71,8 @@ from tuner.tensors import Matrix, TensorLayout, tensor_layout
 @dataclass(slots=True)
 class _Factored:
     """One matrix: its flat slice, element count, row and column factors ``R``, ``C`` and scratch
-    for their new means (torch orientation: R has one entry per row, C one per column)."""
+    for their new means (torch orientation: R has one entry per row, C one per column; with a
+    leading axis of K members in a population)."""
 
     matrix: Matrix
     flat: slice
@@ -80,7 +86,7 @@ class _Factored:
 @dataclass(slots=True)
 class AdafactorState:
     """The layout, each matrix's factors, the other coordinates' second moment ``variance`` (flat,
-    used off the matrices), the scratch update, eps1 for the dtype, step count."""
+    used off the matrices), the scratch update, eps1 for the dtype (per member if eps1 is), step count."""
 
     layout: TensorLayout
     factored: tuple[_Factored, ...]
@@ -118,68 +124,84 @@ class Adafactor:
 
     def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = (),
              vectors: tuple[tuple[int, int], ...] = ()) -> AdafactorState:
-        where = tensor_layout(matrices, params.size, vectors)
+        where = tensor_layout(matrices, params.shape[-1], vectors)
+        members = params.shape[:-1]  # (K,) in a population
         factored = []
         for m in where.matrices:
-            rows, cols = m.view(params).shape
-            factored.append(_Factored(m, slice(m.offset, m.offset + rows * cols), rows * cols,
-                                      np.zeros(rows, params.dtype), np.zeros(cols, params.dtype),
-                                      np.empty(rows, params.dtype), np.empty(cols, params.dtype)))
+            rows, cols = m.view(params).shape[-2:]
+            row, col = (*members, rows), (*members, cols)
+            factored.append(_Factored(m, m.span, rows * cols, np.zeros(row, params.dtype), np.zeros(col, params.dtype),
+                                      np.empty(row, params.dtype), np.empty(col, params.dtype)))
         eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(params.dtype).eps)
         return AdafactorState(where, tuple(factored), np.zeros_like(params), np.empty_like(params), eps1)
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdafactorState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: AdafactorState) -> None:
         state.t += 1
         t = float(state.t)
-        w = t**self.beta2_decay
-        rho = min(lr, 1 / (t**0.5))
+        w = power(t, self.beta2_decay)
+        rho = smaller(lr, 1 / (t**0.5))
         eps1, eps2 = state.eps1, self.eps[1]
         tensors = state.layout.tensors
         sizes = [sum(v.stop - v.start for v in parts) for parts in tensors]
         # every alpha from the parameters before the decay, as torch computes it
-        alphas = [max(eps2, _norm(params, (f.flat,)) / (f.size**0.5)) * rho for f in state.factored]
-        vector_alphas = [max(eps2, _norm(params, parts) / (n**0.5)) * rho
+        alphas = [larger(eps2, _norm(params, (f.flat,)) / (f.size**0.5)) * rho for f in state.factored]
+        vector_alphas = [larger(eps2, _norm(params, parts) / (n**0.5)) * rho
                          for parts, n in zip(tensors, sizes, strict=True)]
-        if self.weight_decay != 0:
-            params *= 1 - lr * self.weight_decay
+        if nonzero(self.weight_decay):
+            params *= like(1 - lr * self.weight_decay, params)
         for f, alpha in zip(state.factored, alphas, strict=True):
-            np.multiply(grad[f.flat], grad[f.flat], out=state.scratch[f.flat])
-            u = f.matrix.view(state.scratch)  # torch's orientation (elementwise work stays on the flat slice)
-            _mean_square(u, 1, f.row_mean)
+            g, u = grad[..., f.flat], state.scratch[..., f.flat]
+            np.multiply(g, g, out=u)
+            squares = f.matrix.view(state.scratch)  # torch's orientation (elementwise work stays on the flat slice)
+            _mean_square(squares, -1, f.row_mean)
             lerp_(f.row_var, f.row_mean, w, f.row_mean)
-            _mean_square(u, 0, f.col_mean)
+            _mean_square(squares, -2, f.col_mean)
             lerp_(f.col_var, f.col_mean, w, f.col_mean)
-            np.matmul(f.row_var[:, None], f.col_var[None, :], out=u)  # R C^T, as torch's row_var @ col_var
-            state.scratch[f.flat] /= max(float(f.row_var.mean()), eps1)
+            np.matmul(f.row_var[..., :, None], f.col_var[..., None, :], out=squares)  # R C^T: torch's row_var @ col_var
+            u /= like(larger(_mean(f.row_var), eps1), u)
             self._step(params, grad, state.scratch, (f.flat,), f.size, alpha, eps1)
         for parts, n, alpha in zip(tensors, sizes, vector_alphas, strict=True):
             for v in parts:
-                u, variance = state.scratch[v], state.variance[v]
-                np.multiply(grad[v], grad[v], out=u)
+                u, variance = state.scratch[..., v], state.variance[..., v]
+                np.multiply(grad[..., v], grad[..., v], out=u)
                 lerp_(variance, u, w, u)
                 np.copyto(u, variance)
             self._step(params, grad, state.scratch, parts, n, alpha, eps1)
 
     def _step(self, params: np.ndarray, grad: np.ndarray, scratch: np.ndarray, parts: tuple[slice, ...],
-              size: int, alpha: float, eps1: float) -> None:
+              size: int, alpha: "float | np.ndarray", eps1: "float | np.ndarray") -> None:
         """U = G / sqrt(max(V, eps1**2)) from V in ``scratch`` over ``parts``; P = P - alpha / max(1,
         RMS(U) / d) * U (one tensor: one RMS over all its parts)."""
+        floor = like(eps1 * eps1, scratch)
         for part in parts:
-            u = scratch[part]
-            np.maximum(u, eps1 * eps1, out=u)
+            u = scratch[..., part]
+            np.maximum(u, floor, out=u)
             np.sqrt(u, out=u)
             np.reciprocal(u, out=u)  # torch's rsqrt, then times the gradient
-            u *= grad[part]
-        scale = -alpha / max(1.0, _norm(scratch, parts) / ((size**0.5) * self.d))
+            u *= grad[..., part]
+        scale = like(-alpha / larger(1.0, _norm(scratch, parts) / ((size**0.5) * self.d)), scratch)
         for part in parts:
-            u = scratch[part]
+            u = scratch[..., part]
             u *= scale
-            params[part] += u
+            params[..., part] += u
 
 
-def _norm(array: np.ndarray, parts: tuple[slice, ...]) -> float:
-    """The 2-norm of ``array`` over ``parts`` (contiguous slices) taken together."""
-    return math.sqrt(sum(float(np.dot(array[p], array[p])) for p in parts))
+def _norm(array: np.ndarray, parts: tuple[slice, ...]) -> "float | np.ndarray":
+    """The 2-norm of ``array`` over ``parts`` (contiguous slices) taken together: a float, or each
+    member's, (K, 1) float64, for a population (np.vecdot computes each row's dot product as np.dot
+    does, in the array's dtype; the sum and the root are float64, as the lone run's Python floats)."""
+    if array.ndim == 1:
+        return math.sqrt(sum(float(np.dot(array[p], array[p])) for p in parts))
+    total = 0.0
+    for p in parts:
+        total = total + np.vecdot(array[:, p], array[:, p]).astype(np.float64, copy=False)
+    return np.sqrt(total)[:, None]
+
+
+def _mean(array: np.ndarray) -> "float | np.ndarray":
+    """The mean of a vector, or each member's, (K, 1), of a population's rows: taken in the array's
+    dtype, then a float, or float64 per member."""
+    return float(array.mean()) if array.ndim == 1 else array.mean(axis=1, keepdims=True).astype(np.float64, copy=False)
 
 
 def _mean_square(squares: np.ndarray, axis: int, out: np.ndarray) -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import check_range
+from tuner.optim.base import like
 
 
 @dataclass(slots=True)
@@ -41,7 +42,7 @@ class Adagrad:
             scratch=np.empty_like(params),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdagradState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: AdagradState) -> None:
         g = grad
         state.t += 1
         clr = lr / (1.0 + (state.t - 1) * self.lr_decay)
@@ -49,7 +50,7 @@ class Adagrad:
         np.multiply(g, g, out=tmp)
         state.sum_sq += tmp
         np.sqrt(state.sum_sq, out=tmp)
-        tmp += self.eps
+        tmp += like(self.eps, tmp)
         np.divide(g, tmp, out=tmp)
-        tmp *= clr
+        tmp *= like(clr, tmp)
         params -= tmp

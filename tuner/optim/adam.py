@@ -1,12 +1,11 @@
 """Adam, optionally AMSGrad (torch.optim.Adam; AdamW is this rule with decoupled weight decay)."""
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tuner.errors import ConfigError, check_range
-from tuner.optim.base import check_bool, moment_, square_moment_
+from tuner.optim.base import check_bool, like, moment_, power, sqrt, square_moment_
 
 
 @dataclass(slots=True)
@@ -60,7 +59,7 @@ class Adam:
             scratch=np.empty_like(params),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdamState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: AdamState) -> None:
         b1, b2 = self.betas
         g = grad
         state.t += 1
@@ -71,8 +70,8 @@ class Adam:
             np.maximum(state.max_exp_avg_sq, v, out=state.max_exp_avg_sq)
             v = state.max_exp_avg_sq
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(1.0 - b2**state.t)
-        tmp += self.eps
+        tmp *= like(1.0 / sqrt(1.0 - power(b2, state.t)), tmp)
+        tmp += like(self.eps, tmp)
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / (1.0 - b1**state.t)
+        tmp *= like(lr / (1.0 - power(b1, state.t)), tmp)
         params -= tmp

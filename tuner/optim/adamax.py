@@ -6,7 +6,7 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
-from tuner.optim.base import moment_
+from tuner.optim.base import like, moment_, power
 
 
 @dataclass(slots=True)
@@ -42,16 +42,16 @@ class Adamax:
             scratch=np.empty_like(params),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: AdamaxState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: AdamaxState) -> None:
         b1, b2 = self.betas
         g = grad
         state.t += 1
         tmp, m, u = state.scratch, state.exp_avg, state.exp_inf
         moment_(m, g, b1, tmp)
-        u *= b2
+        u *= like(b2, u)
         np.abs(g, out=tmp)
-        tmp += self.eps
+        tmp += like(self.eps, tmp)
         np.maximum(u, tmp, out=u)
-        np.multiply(m, lr / (1.0 - b1**state.t), out=tmp)
+        np.multiply(m, like(lr / (1.0 - power(b1, state.t)), m), out=tmp)
         tmp /= u
         params -= tmp

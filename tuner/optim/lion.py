@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.optim.adam import check_betas
+from tuner.optim.base import like
 
 
 @dataclass(slots=True)
@@ -25,6 +26,10 @@ class Lion:
 
     p = p - lr * sign(b1 * m + (1 - b1) * g)    (sign(0) = 0)
     m = b2 * m + (1 - b2) * g                   (m starts at 0)
+
+    A population (``tuner.optim.population``): the betas and lr may be (K, 1) arrays; the same
+    elementwise operations then compute each member's row as its lone run, each per-member
+    value cast to the parameters' dtype where it meets them (``base.like``).
     """
 
     betas: tuple[float, float] = (0.9, 0.99)
@@ -39,12 +44,12 @@ class Lion:
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: LionState) -> None:
         b1, b2 = self.betas
         m, step, tmp = state.exp_avg, state.scratch, state.scratch2
-        np.multiply(m, b1, out=step)
-        np.multiply(grad, 1.0 - b1, out=tmp)
+        np.multiply(m, like(b1, m), out=step)
+        np.multiply(grad, like(1.0 - b1, grad), out=tmp)
         step += tmp
         np.sign(step, out=step)
-        step *= lr
+        step *= like(lr, step)
         params -= step
-        m *= b2
-        np.multiply(grad, 1.0 - b2, out=tmp)
+        m *= like(b2, m)
+        np.multiply(grad, like(1.0 - b2, grad), out=tmp)
         m += tmp

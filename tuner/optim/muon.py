@@ -45,6 +45,11 @@ parameters' dtype instead: it equals torch's own algorithm with the cast made a 
 throughout) to about 1e-14 over 300 steps, and differs from torch as shipped by bfloat16's
 rounding: about 1e-2 of each orthogonalised update's largest entry, and up to about 1.5% of the
 largest parameter after 300 steps in the tests.
+
+A population (``tuner.optim.population``: (K, P) parameters, the floats and lr (K, 1) arrays)
+orthogonalises every member's matrix at once: ``Matrix.view`` gives the (K, rows, cols) stack,
+and Newton-Schulz runs on it with numpy's batched matmul, which calls BLAS on each member's
+matrix as on a lone run's; the Frobenius norms are per member, and AdamW runs on (K, n) rows.
 """
 
 import math
@@ -55,7 +60,7 @@ import numpy as np
 
 from tuner.errors import ConfigError, check_choice, check_range, shown
 from tuner.optim.adam import Adam, AdamState
-from tuner.optim.base import check_bool, lerp_, lerp_into
+from tuner.optim.base import check_bool, larger, lerp_, lerp_into, like
 from tuner.tensors import Matrix, TensorLayout, tensor_layout
 
 ADJUST_LR_FNS = ("original", "match_rms_adamw")
@@ -81,18 +86,18 @@ class Bound:
     def init(self, params: np.ndarray) -> Any:
         return self.rule.init(params, self.matrices, self.vectors)
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: Any) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: Any) -> None:
         self.rule.update(params, grad, lr, state)
 
 
 @dataclass(slots=True)
 class _Block:
-    """One matrix: its flat slice, its shape as stored (row-major in the slice), its lr ratio,
-    whether Newton-Schulz runs on the stored matrix's transpose (torch iterates on the short and
-    wide orientation of torch's shape), and the iteration's buffers (shared by equal shapes)."""
+    """One matrix: as stored (row-major in its flat slice), its lr ratio, whether Newton-Schulz
+    runs on the stored matrix's transpose (torch iterates on the short and wide orientation of
+    torch's shape), and the iteration's buffers (shared by equal shapes; (K, short, ...) in a
+    population)."""
 
-    flat: slice
-    stored: tuple[int, int]
+    stored: Matrix
     ratio: float
     flipped: bool
     x: np.ndarray
@@ -104,13 +109,12 @@ class _Block:
 @dataclass(slots=True)
 class MuonState:
     """The layout, Muon's momentum buffer (flat, used on the matrices), scratch, the matrices'
-    blocks, and AdamW's rule and one state per run of other coordinates."""
+    blocks, and AdamW's state for each run of other coordinates."""
 
     layout: TensorLayout
     momentum_buffer: np.ndarray
     scratch: np.ndarray
     blocks: tuple[_Block, ...]
-    adamw: Adam
     vectors: tuple[AdamState, ...]
 
 
@@ -156,57 +160,67 @@ class Muon:
             return 0.2 * math.sqrt(max(rows, cols))
         return math.sqrt(max(1, rows / cols))
 
+    @property
+    def adamw(self) -> Adam:
+        """The AdamW rule of the other coordinates with this rule's ``adamw_*`` values, which this
+        rule validates; they are set past Adam's own checks, which refuse a population's (K, 1) arrays."""
+        adamw = Adam()
+        object.__setattr__(adamw, "betas", (self.adamw_beta1, self.adamw_beta2))
+        object.__setattr__(adamw, "eps", self.adamw_eps)
+        return adamw
+
     def init(self, params: np.ndarray, matrices: tuple[Matrix, ...] = (),
              vectors: tuple[tuple[int, int], ...] = ()) -> MuonState:
-        where = tensor_layout(matrices, params.size, vectors)
+        where = tensor_layout(matrices, params.shape[-1], vectors)
+        members = params.shape[:-1]  # (K,) in a population
         buffers: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         blocks = []
         for m in where.matrices:
-            shape = m.view(params).shape
+            shape = m.view(params).shape[-2:]
             short, long = sorted(shape)
             if (short, long) not in buffers:
-                buffers[short, long] = (np.empty((short, long), params.dtype), np.empty((short, long), params.dtype),
-                                        np.empty((short, short), params.dtype), np.empty((short, short), params.dtype))
-            flat = slice(m.offset, m.offset + m.rows * m.cols)
+                buffers[short, long] = tuple(np.empty((*members, short, n), params.dtype)
+                                             for n in (long, long, short, short))
             flipped = m.transposed != (shape[0] > shape[1])  # the stored matrix is not the short, wide one
-            blocks.append(_Block(flat, (m.rows, m.cols), self.ratio(shape), flipped, *buffers[short, long]))
+            blocks.append(_Block(Matrix(m.offset, m.rows, m.cols), self.ratio(shape), flipped, *buffers[short, long]))
         return MuonState(
             layout=where,
             momentum_buffer=np.zeros_like(params),
             scratch=np.empty_like(params),
             blocks=tuple(blocks),
-            adamw=Adam((self.adamw_beta1, self.adamw_beta2), self.adamw_eps),
-            vectors=tuple(AdamState(np.zeros_like(params[v]), np.zeros_like(params[v]), None, np.empty_like(params[v]))
-                          for v in where.vectors),
+            vectors=tuple(AdamState(np.zeros_like(params[..., v]), np.zeros_like(params[..., v]), None,
+                                    np.empty_like(params[..., v])) for v in where.vectors),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: MuonState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: MuonState) -> None:
         mu = self.momentum
         for block in state.blocks:
-            g, buf, tmp = grad[block.flat], state.momentum_buffer[block.flat], state.scratch[block.flat]
+            flat = block.stored.span
+            g, buf, tmp = grad[..., flat], state.momentum_buffer[..., flat], state.scratch[..., flat]
             lerp_(buf, g, 1.0 - mu, tmp)
             if self.nesterov:
                 lerp_into(tmp, g, buf, mu)
-            update = (tmp if self.nesterov else buf).reshape(block.stored)
-            ortho = self._orthogonalise(update.T if block.flipped else update, block)
-            ortho *= -(lr * block.ratio)
+            update = block.stored.view(state.scratch if self.nesterov else state.momentum_buffer)
+            ortho = self._orthogonalise(update.swapaxes(-1, -2) if block.flipped else update, block)
+            ortho *= like(_per_matrix(-(lr * block.ratio)), ortho)
             if block.flipped:  # back to the stored orientation first: adding a transposed view buffers
-                np.copyto(tmp.reshape(block.stored), ortho.T)
-                params[block.flat] += tmp
+                np.copyto(block.stored.view(state.scratch), ortho.swapaxes(-1, -2))
+                params[..., flat] += tmp
             else:
-                params[block.flat] += ortho.reshape(-1)
+                params[..., flat] += ortho.reshape(tmp.shape)
+        adamw = self.adamw
         for run, adam_state in zip(state.layout.vectors, state.vectors, strict=True):
-            state.adamw.update(params[run], grad[run], lr, adam_state)
+            adamw.update(params[..., run], grad[..., run], lr, adam_state)
 
     def _orthogonalise(self, update: np.ndarray, block: _Block) -> np.ndarray:
-        """Newton-Schulz on ``update`` (short and wide), in the parameters' dtype; returns a buffer."""
-        a, b, c = self.ns_coefficients
+        """Newton-Schulz on ``update`` (short and wide; a population's (K, short, long) stack), in
+        the parameters' dtype; returns a buffer."""
         x, y, gram, gram_update = block.x, block.y, block.gram, block.gram_update
+        a, b, c = (like(_per_matrix(v), x) for v in self.ns_coefficients)
         np.copyto(x, update)
-        flat = x.reshape(-1)
-        np.divide(x, max(math.sqrt(float(np.dot(flat, flat))), self.eps), out=x)
+        np.divide(x, like(larger(_frobenius(x), _per_matrix(self.eps)), x), out=x)
         for _ in range(self.ns_steps):
-            np.matmul(x, x.T, out=gram)
+            np.matmul(x, x.swapaxes(-1, -2), out=gram)
             np.matmul(gram, gram, out=gram_update)
             gram_update *= c
             gram *= b
@@ -216,3 +230,20 @@ class Muon:
             y += x
             x, y = y, x
         return x
+
+
+def _per_matrix(value: "float | np.ndarray") -> "float | np.ndarray":
+    """A per-member value, a float or a population's (K, 1) array, shaped to broadcast over the
+    population's matrices (K, rows, cols) (a view)."""
+    return value[..., None] if isinstance(value, np.ndarray) else value
+
+
+def _frobenius(x: np.ndarray) -> "float | np.ndarray":
+    """The Frobenius norm of a contiguous matrix (np.dot of its entries), or each member's, (K, 1, 1)
+    float64, of a population's stack (np.vecdot computes each dot product as np.dot does, in the
+    matrix's dtype; the root is float64, as the lone run's ``math.sqrt``)."""
+    if x.ndim == 2:
+        flat = x.reshape(-1)
+        return math.sqrt(float(np.dot(flat, flat)))
+    rows = x.reshape(len(x), -1)
+    return np.sqrt(np.vecdot(rows, rows).astype(np.float64, copy=False))[:, None, None]

@@ -7,19 +7,20 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
-from tuner.optim.base import moment_, square_moment_
+from tuner.optim.base import like, moment_, power, square_moment_
 
 
 @dataclass(slots=True)
 class NAdamState:
     """Moments ``m``, ``v``, two scratch buffers, the product of the momentum schedule so far
-    (a float64 scalar, as torch keeps it) and the step count."""
+    (a float64 scalar, as torch keeps it; a (K, 1) array in a population whose members' schedules differ)
+    and the step count."""
 
     exp_avg: np.ndarray
     exp_avg_sq: np.ndarray
     scratch: np.ndarray
     scaled: np.ndarray
-    mu_product: float = 1.0
+    mu_product: "float | np.ndarray" = 1.0
     t: int = 0
 
 
@@ -55,10 +56,10 @@ class NAdam:
             scaled=np.empty_like(params),
         )
 
-    def _mu(self, t: int) -> float:
-        return self.betas[0] * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+    def _mu(self, t: int) -> "float | np.ndarray":
+        return self.betas[0] * (1.0 - 0.5 * power(0.96, t * self.momentum_decay))
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: NAdamState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: NAdamState) -> None:
         b1, b2 = self.betas
         g = grad
         state.t += 1
@@ -69,12 +70,12 @@ class NAdam:
         d, tmp, m, v = state.scratch, state.scaled, state.exp_avg, state.exp_avg_sq
         moment_(m, g, b1, tmp)
         square_moment_(v, g, b2, tmp)
-        np.divide(v, 1.0 - b2**t, out=d)
+        np.divide(v, like(1.0 - power(b2, t), v), out=d)
         np.sqrt(d, out=d)
-        d += self.eps
-        np.multiply(g, lr * (1.0 - mu) / (1.0 - product), out=tmp)
+        d += like(self.eps, d)
+        np.multiply(g, like(lr * (1.0 - mu) / (1.0 - product), g), out=tmp)
         tmp /= d
         params -= tmp
-        np.multiply(m, lr * mu_next / (1.0 - product * mu_next), out=tmp)
+        np.multiply(m, like(lr * mu_next / (1.0 - product * mu_next), m), out=tmp)
         tmp /= d
         params -= tmp

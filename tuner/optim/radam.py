@@ -1,14 +1,13 @@
 """RAdam: Adam with the variance of its adaptive step rectified (torch.optim.RAdam; RAdamW is this
 rule with decoupled weight decay, torch's ``decoupled_weight_decay=True``)."""
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
-from tuner.optim.base import moment_, square_moment_
+from tuner.optim.base import like, members_where, moment_, power, sqrt, square_moment_
 
 
 @dataclass(slots=True)
@@ -19,6 +18,11 @@ class RAdamState:
     exp_avg_sq: np.ndarray
     scratch: np.ndarray
     t: int = 0
+
+
+def _rectification(rho_t: "float | np.ndarray", rho_inf: "float | np.ndarray") -> "float | np.ndarray":
+    """r of the rectified step (the class docstring's formula)."""
+    return sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class RAdam:
             scratch=np.empty_like(params),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: RAdamState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: RAdamState) -> None:
         b1, b2 = self.betas
         g = grad
         state.t += 1
@@ -58,15 +62,21 @@ class RAdam:
         tmp, m, v = state.scratch, state.exp_avg, state.exp_avg_sq
         moment_(m, g, b1, tmp)
         square_moment_(v, g, b2, tmp)
-        c1, c2 = 1.0 - b1**t, 1.0 - b2**t
+        b2_t = power(b2, t)
+        c1, c2 = 1.0 - power(b1, t), 1.0 - b2_t
         rho_inf = 2.0 / (1.0 - b2) - 1.0
-        rho_t = rho_inf - 2.0 * t * b2**t / c2
-        if rho_t > 5.0:
-            r = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-            np.sqrt(v, out=tmp)
-            tmp += self.eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= lr / c1 * r * math.sqrt(c2)
-        else:
-            np.multiply(m, lr / c1, out=tmp)
+        rho_t = rho_inf - 2.0 * t * b2_t / c2
+        rectified = members_where(rho_t > 5.0)  # a population's members each take their branch
+        if rectified is not False:  # every member (True), or the rows of the mask
+            if rectified is True:
+                r = _rectification(rho_t, rho_inf)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):  # the others' values are not used
+                    r = _rectification(rho_t, rho_inf)
+            np.sqrt(v, out=tmp, where=rectified)
+            np.add(tmp, like(self.eps, tmp), out=tmp, where=rectified)
+            np.divide(m, tmp, out=tmp, where=rectified)
+            np.multiply(tmp, like(lr / c1 * r * sqrt(c2), tmp), out=tmp, where=rectified)
+        if rectified is not True:
+            np.multiply(m, like(lr / c1, m), out=tmp, where=True if rectified is False else ~rectified)
         params -= tmp

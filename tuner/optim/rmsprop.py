@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import check_range
-from tuner.optim.base import check_bool, moment_, square_moment_
+from tuner.optim.base import check_bool, like, moment_, nonzero, square_moment_
 
 
 @dataclass(slots=True)
@@ -45,11 +45,11 @@ class RMSprop:
         return RMSpropState(
             square_avg=np.zeros_like(params),
             grad_avg=np.zeros_like(params) if self.centered else None,
-            buf=np.zeros_like(params) if self.momentum > 0 else None,
+            buf=np.zeros_like(params) if nonzero(self.momentum) else None,
             scratch=np.empty_like(params),
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: RMSpropState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: RMSpropState) -> None:
         g = grad
         tmp = state.scratch
         v = state.square_avg
@@ -62,14 +62,14 @@ class RMSprop:
             np.sqrt(tmp, out=tmp)
         else:
             np.sqrt(v, out=tmp)
-        tmp += self.eps
+        tmp += like(self.eps, tmp)
         np.divide(g, tmp, out=tmp)
         state.t += 1
-        if self.momentum > 0:
+        if nonzero(self.momentum):
             b = state.buf
-            b *= self.momentum
+            b *= like(self.momentum, b)
             b += tmp
-            np.multiply(b, lr, out=tmp)
+            np.multiply(b, like(lr, b), out=tmp)
         else:
-            tmp *= lr
+            tmp *= like(lr, tmp)
         params -= tmp

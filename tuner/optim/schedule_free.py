@@ -28,6 +28,10 @@ with torch's lerp(a, b, w) = a + w * (b - a) if |w| < 0.5 else b - (1 - w) * (b 
 The averaging weights use the largest lr so far, not the current one: after an external warm-up
 reaches its peak, a decaying schedule leaves the weights at peak**weight_lr_power (uniform for
 r = 0); the package's warm-up multiplies the external schedule.
+
+A population (params (K, P), ``tuner.optim.population``) takes per-member (K, 1) values of the
+float hyperparameters and of ``lr``; ``lr_max`` and ``W`` are then per member too, (K, 1), and
+every member computes what its lone run computes (its powers with Python's pow: ``base.power``).
 """
 
 from dataclasses import dataclass
@@ -36,21 +40,33 @@ import numpy as np
 
 from tuner.errors import check_range
 from tuner.optim.adam import check_betas
-from tuner.optim.base import lerp_, lerp_into
+from tuner.optim.base import larger, lerp_, lerp_into, like, nonzero, power
 
 
 @dataclass(slots=True)
 class ScheduleFreeState:
     """``z``; ``x``, the evaluation point ``eval_params`` writes (``update`` uses it as scratch);
-    AdamW's second moment ``v`` and scratch; the step count ``k``, ``lr_max`` and the weight sum."""
+    AdamW's second moment ``v`` and scratch; the step count ``k``, ``lr_max`` and the weight sum
+    (floats, or (K, 1) arrays for a population: they follow each member's learning rates)."""
 
     z: np.ndarray
     x: np.ndarray
+    lr_max: float | np.ndarray
+    weight_sum: float | np.ndarray
     exp_avg_sq: np.ndarray | None = None
     scratch: np.ndarray | None = None
     k: int = 0
-    lr_max: float = -1.0
-    weight_sum: float = 0.0
+
+
+def _state(params: np.ndarray, adam: bool) -> ScheduleFreeState:
+    """A fresh state for ``params``: a lone run's (P,) or a population's (K, P)."""
+    members = params.shape[:-1] + (1,) if params.ndim == 2 else None
+    return ScheduleFreeState(
+        z=np.empty_like(params), x=np.empty_like(params),
+        lr_max=-1.0 if members is None else np.full(members, -1.0),
+        weight_sum=0.0 if members is None else np.zeros(members),
+        exp_avg_sq=np.zeros_like(params) if adam else None, scratch=np.empty_like(params) if adam else None,
+    )
 
 
 def _check_averaging(warmup_steps: int, r: float, weight_lr_power: float) -> None:
@@ -59,32 +75,36 @@ def _check_averaging(warmup_steps: int, r: float, weight_lr_power: float) -> Non
     check_range("weight_lr_power", weight_lr_power, 0.0)
 
 
-def _averaging(rule: "ScheduleFreeSGD | ScheduleFreeAdamW", lr: float, state: ScheduleFreeState) -> tuple[float, float]:
-    """Step ``state.k``'s learning rate with the package's warm-up, and the weight ``c`` of z in y."""
+def _averaging(rule: "ScheduleFreeSGD | ScheduleFreeAdamW", lr: "float | np.ndarray",
+               state: ScheduleFreeState) -> "tuple[float, float] | tuple[np.ndarray, np.ndarray]":
+    """Step ``state.k``'s learning rate with the package's warm-up, and the weight ``c`` of z in y
+    (per member for a population)."""
     k = state.k
     if k < rule.warmup_steps:
         lr = lr * ((k + 1) / rule.warmup_steps)
-    state.lr_max = max(lr, state.lr_max)
-    weight = ((k + 1) ** rule.r) * (state.lr_max ** rule.weight_lr_power)
-    state.weight_sum += weight
-    ckp1 = weight / state.weight_sum if state.weight_sum != 0 else 0.0
-    return lr, ckp1
+    state.lr_max = larger(lr, state.lr_max)
+    weight = power(k + 1, rule.r) * power(state.lr_max, rule.weight_lr_power)
+    state.weight_sum = state.weight_sum + weight
+    if isinstance(weight, np.ndarray):
+        return lr, np.divide(weight, state.weight_sum, out=np.zeros_like(weight), where=state.weight_sum != 0)
+    return lr, weight / state.weight_sum if state.weight_sum != 0 else 0.0
 
 
-def _step(params: np.ndarray, d: np.ndarray, lr: float, ckp1: float, beta: float, state: ScheduleFreeState) -> None:
+def _step(params: np.ndarray, d: np.ndarray, lr: "float | np.ndarray", ckp1: "float | np.ndarray",
+          beta: "float | np.ndarray", state: ScheduleFreeState) -> None:
     """y = lerp(y, z, c) + lr * (beta * (1 - c) - 1) * d;  z = z - lr * d."""
     if state.k == 0:
         np.copyto(state.z, params)
     z, tmp = state.z, state.x
     lerp_(params, z, ckp1, tmp)
-    np.multiply(d, lr * (beta * (1 - ckp1) - 1), out=tmp)
+    np.multiply(d, like(lr * (beta * (1 - ckp1) - 1), d), out=tmp)
     params += tmp
-    np.multiply(d, lr, out=tmp)
+    np.multiply(d, like(lr, d), out=tmp)
     z -= tmp
     state.k += 1
 
 
-def _eval_point(params: np.ndarray, beta: float, state: ScheduleFreeState) -> np.ndarray:
+def _eval_point(params: np.ndarray, beta: "float | np.ndarray", state: ScheduleFreeState) -> np.ndarray:
     """x = lerp(y, z, 1 - 1/beta) in ``state.x`` (y itself before the first step, as the package's eval())."""
     if state.k == 0:
         np.copyto(state.x, params)
@@ -108,7 +128,7 @@ class ScheduleFreeSGD:
         _check_averaging(self.warmup_steps, self.r, self.weight_lr_power)
 
     def init(self, params: np.ndarray) -> ScheduleFreeState:
-        return ScheduleFreeState(z=np.empty_like(params), x=np.empty_like(params))
+        return _state(params, adam=False)
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: ScheduleFreeState) -> None:
         lr, ckp1 = _averaging(self, lr, state)
@@ -140,24 +160,23 @@ class ScheduleFreeAdamW:
         _check_averaging(self.warmup_steps, self.r, self.weight_lr_power)
 
     def init(self, params: np.ndarray) -> ScheduleFreeState:
-        return ScheduleFreeState(z=np.empty_like(params), x=np.empty_like(params),
-                                 exp_avg_sq=np.zeros_like(params), scratch=np.empty_like(params))
+        return _state(params, adam=True)
 
     def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: ScheduleFreeState) -> None:
         b1, b2 = self.betas
-        bias_correction2 = 1 - b2 ** (state.k + 1)
+        bias_correction2 = 1 - power(b2, state.k + 1)
         lr, ckp1 = _averaging(self, lr, state)
         v, d = state.exp_avg_sq, state.scratch
-        v *= b2
-        np.multiply(grad, 1 - b2, out=d)
+        v *= like(b2, v)
+        np.multiply(grad, like(1 - b2, grad), out=d)
         d *= grad
         v += d
-        np.divide(v, bias_correction2, out=d)
+        np.divide(v, like(bias_correction2, v), out=d)
         np.sqrt(d, out=d)
-        d += self.eps
+        d += like(self.eps, d)
         np.divide(grad, d, out=d)
-        if self.weight_decay != 0:
-            np.multiply(params, self.weight_decay, out=state.x)
+        if nonzero(self.weight_decay):
+            np.multiply(params, like(self.weight_decay, params), out=state.x)
             d += state.x
         _step(params, d, lr, ckp1, b1, state)
 

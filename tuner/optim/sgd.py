@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import ConfigError, check_range
-from tuner.optim.base import check_bool
+from tuner.optim.base import check_bool, like, nonzero
 
 
 @dataclass(slots=True)
@@ -43,29 +43,29 @@ class SGD:
             )
 
     def init(self, params: np.ndarray) -> SGDState:
-        buf = np.zeros_like(params) if self.momentum else None
+        buf = np.zeros_like(params) if nonzero(self.momentum) else None
         return SGDState(buf=buf, scratch=np.empty_like(params))
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: SGDState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: SGDState) -> None:
         g = grad
         tmp = state.scratch
-        if self.momentum:
+        if nonzero(self.momentum):
             b = state.buf
             if state.t == 0:
                 np.copyto(b, g)
             else:
-                b *= self.momentum
-                if self.dampening:
-                    np.multiply(g, 1.0 - self.dampening, out=tmp)
+                b *= like(self.momentum, b)
+                if nonzero(self.dampening):
+                    np.multiply(g, like(1.0 - self.dampening, g), out=tmp)
                     b += tmp
                 else:
                     b += g
             if self.nesterov:
-                np.multiply(b, self.momentum, out=tmp)
+                np.multiply(b, like(self.momentum, b), out=tmp)
                 tmp += g
                 g = tmp
             else:
                 g = b
         state.t += 1
-        np.multiply(g, lr, out=tmp)
+        np.multiply(g, like(lr, g), out=tmp)
         params -= tmp

@@ -11,16 +11,19 @@
 ``update(params, grad, lr, state)`` (in place, allocation-free, the caller's gradient untouched),
 and ``eval_params(params, state)``, the point training is evaluated at (the average, the rule's own
 evaluation point as schedule-free's ``x``, or the parameters).
+
+The same methods train a population (``tuner.optim.population.stack``): (K, P) parameters, a
+float or (K, 1) ``lr``, and any float of the transforms a (K, 1) array; clipping by norm takes
+each member's own norm. ``update`` then allocates O(K) temporaries, nothing of the parameters' size.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tuner.errors import ConfigError, check_range
-from tuner.optim.base import Rule, lerp_
+from tuner.optim.base import Rule, lerp_, like, nonzero
 
 CLIP_EPS = 1e-6
 """torch's clip_grad_norm_: coefficient max_norm / (total_norm + 1e-6), clamped to 1."""
@@ -102,7 +105,7 @@ class Optimizer:
         return Optimizer(self.rule.bind(task), self.decay, self.clip, self.average)
 
     def init(self, params: np.ndarray) -> OptimizerState:
-        coupled = self.decay is not None and self.decay.coupled and self.decay.rate > 0
+        coupled = self.decay is not None and self.decay.coupled and nonzero(self.decay.rate)
         return OptimizerState(
             rule=self.rule.init(params),
             clipped=np.empty_like(params) if self.clip is not None else None,
@@ -111,18 +114,18 @@ class Optimizer:
             scratch=np.empty_like(params) if self.average is not None else None,
         )
 
-    def update(self, params: np.ndarray, grad: np.ndarray, lr: float, state: OptimizerState) -> None:
+    def update(self, params: np.ndarray, grad: np.ndarray, lr: "float | np.ndarray", state: OptimizerState) -> None:
         g = grad
         if self.clip is not None:
             g = self._clip(g, state.clipped)
         decay = self.decay
-        if decay is not None and decay.rate:
+        if decay is not None and nonzero(decay.rate):
             if decay.coupled:
-                np.multiply(params, decay.rate, out=state.decayed)
+                np.multiply(params, like(decay.rate, params), out=state.decayed)
                 state.decayed += g
                 g = state.decayed
             else:
-                params *= 1.0 - lr * decay.rate
+                params *= like(1.0 - lr * decay.rate, params)
         self.rule.update(params, g, lr, state.rule)
         state.t += 1
         if self.average is not None:
@@ -131,9 +134,14 @@ class Optimizer:
     def _clip(self, grad: np.ndarray, out: np.ndarray) -> np.ndarray:
         threshold = self.clip.threshold
         if self.clip.by == "value":
-            return np.clip(grad, -threshold, threshold, out=out)
-        norm = math.sqrt(float(np.dot(grad, grad)))
-        return np.multiply(grad, min(threshold / (norm + CLIP_EPS), 1.0), out=out)
+            return np.clip(grad, like(-threshold, grad), like(threshold, grad), out=out)
+        # the norm of the whole vector, or of each member's row: vecdot computes each as np.dot does,
+        # and the root in the gradient's dtype; the coefficient is a float (float64 per member)
+        norm = np.sqrt(np.vecdot(grad, grad))
+        if grad.ndim == 1:  # a Python float, so that a float32 run stays in float32
+            return np.multiply(grad, min(threshold / (float(norm) + CLIP_EPS), 1.0), out=out)
+        norm = norm.astype(np.float64, copy=False)[:, None]
+        return np.multiply(grad, like(np.minimum(threshold / (norm + CLIP_EPS), 1.0), grad), out=out)
 
     def _average(self, params: np.ndarray, state: OptimizerState) -> None:
         average = self.average

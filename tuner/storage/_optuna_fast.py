@@ -25,17 +25,27 @@ through it exactly what it suggests through Optuna's stock ``RDBStorage``
   trial RUNNING forever. This is the one behaviour that differs from it, by design, and the one
   heartbeat case adapted to it.)
 - **A trial's final state, its values and tuner's run row (``hold_run``) are one transaction.**
+- **A population's trials are created in one transaction and finished in one** (the worker's
+  populations, ``tuner.populations``): ``reserve_trials`` starts the study's WAITING trials and
+  creates new ones, RUNNING, numbered and with their first heartbeats, within the study's budget,
+  and ``create_new_trial`` hands them out; inside ``holding()`` the
+  finishing writes of this process's trials (state, values, user attributes, intermediate values,
+  runs) are held and written together when the block ends. A trial another worker failed
+  meanwhile (stale) is left as it is and its writes dropped, as a lone trial's would be.
+  ``record_heartbeats`` beats every trial of a population in one statement.
 - **Other processes' trials are read with one Core query per table** (``load_trials``), and a
   study's trial list is re-read at most every ``WorkerCache.MIN_INTERVAL_S``: changes made by
   other processes are seen within that interval, changes made through this storage at once.
 """
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from optuna import distributions
@@ -44,7 +54,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, case, delete, func, insert, or_, select, update
 
 from tuner.storage.engine import read_once
 
@@ -54,6 +64,7 @@ _STUDIES, _TRIALS, _PARAMS, _VALUES, _HEARTBEATS, _USER_ATTRS, _SYSTEM_ATTRS, _I
         models.TrialHeartbeatModel, models.TrialUserAttributeModel, models.TrialSystemAttributeModel,
         models.TrialIntermediateValueModel))
 """Optuna's tables, read and written with SQLAlchemy Core on the hot path."""
+_log = logging.getLogger("tuner.worker")
 
 
 def _utc(local: dt.datetime) -> dt.datetime:
@@ -84,7 +95,16 @@ class WorkerStorage(RDBStorage):
         """Parameters held for ``flush_params``: trial id, name, internal value, distribution and
         the study's distribution it was already checked against (None: check against the database)."""
         self._own: dict[int, FrozenTrial] = {}
-        self._runs: dict[int, Callable[[Connection], Any]] = {}
+        self._runs: dict[int, Any] = {}
+        self.write_runs: Callable[[Connection, list[Any]], Any] | None = None
+        """Writes held runs (``hold_run``) on the caller's connection; set by the Store."""
+        self._reserved: dict[int, list[FrozenTrial]] = {}
+        self._held: list[tuple[int, TrialState, Sequence[float] | None]] | None = None
+        """Finishing writes held by ``holding()`` (None outside it): trial id, state, values."""
+        self._held_attrs: dict[tuple[int, str], str] = {}
+        self._held_reports: dict[tuple[int, int], float] = {}
+        self._changed: set[int] = set()
+        """Own trials written since the cache last took them up (``take_changed``)."""
 
     # trials this process runs ----------------------------------------------------------------
     def own_trial(self, trial_id: int) -> FrozenTrial | None:
@@ -102,11 +122,19 @@ class WorkerStorage(RDBStorage):
         for name, value in changes.items():
             setattr(revised, name, value)
         self._own[trial_id] = revised
+        self._changed.add(trial_id)
+
+    def take_changed(self) -> list[FrozenTrial]:
+        """The copies of own trials written since the last call (for the cache to take up)."""
+        changed, self._changed = self._changed, set()
+        return [trial for trial_id in changed if (trial := self._own.get(trial_id)) is not None]
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         """A new RUNNING trial numbered as Optuna numbers them (under the study's row lock, the
         count of its trials so far), with its first heartbeat. A template (a retry, an enqueued
         trial) goes through Optuna's own code. Returns this process's copy (see ``own_trial``)."""
+        if template_trial is None and self._reserved.get(study_id):
+            return self._reserved[study_id].pop(0)
         if template_trial is not None:
             created = super()._create_new_trial(study_id, template_trial)
             if created.state == TrialState.RUNNING:
@@ -131,9 +159,66 @@ class WorkerStorage(RDBStorage):
         )
         return self._own[trial_id]
 
+    def reserve_trials(self, study_id: int, count: int, budget: int | None = None) -> int:
+        """Take up to ``count`` trials of ``study_id`` for this process, in one transaction, for its
+        next ``create_new_trial`` calls to hand out: first the study's WAITING trials (retries,
+        enqueued trials), started as ``study.ask`` starts one, then new RUNNING trials, no more
+        than leaves ``budget`` trials COMPLETE, PRUNED, RUNNING or WAITING; each with its first
+        heartbeat. Under the study's row lock, so that workers reserving at once take turns: none
+        takes a retry another took, and together they never overshoot ``budget``. New trials are
+        numbered as ``_create_new_trial`` numbers one. Returns how many were taken."""
+        now = dt.datetime.now()
+        with self.engine.begin() as conn:
+            locked = select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
+            if conn.execute(locked).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+            in_study = _TRIALS.c.study_id == study_id
+            taken_states = [TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED]
+            first, taken = conn.execute(select(func.count(), func.coalesce(func.sum(
+                case((_TRIALS.c.state.in_(taken_states), 1), else_=0)), 0)).where(in_study)).one()
+            first, taken = int(first), int(taken)  # MariaDB sums as DECIMAL
+            retries = conn.execute(select(_TRIALS.c.trial_id).where(in_study, _TRIALS.c.state == TrialState.WAITING)
+                                   .order_by(_TRIALS.c.trial_id).limit(count)).scalars().all()
+            if retries:
+                conn.execute(update(_TRIALS).where(_TRIALS.c.trial_id.in_(retries))
+                             .values(state=TrialState.RUNNING, datetime_start=_utc(now)))
+            room = count - len(retries) if budget is None else min(count - len(retries), budget - taken)
+            numbers = range(first, first + max(room, 0))
+            if numbers:
+                conn.execute(insert(_TRIALS), [
+                    {"number": number, "study_id": study_id, "state": TrialState.RUNNING,
+                     "datetime_start": _utc(now)} for number in numbers])
+            ids = conn.execute(select(_TRIALS.c.trial_id).where(in_study, _TRIALS.c.number >= first)).scalars().all()
+            started = [*retries, *ids]
+            if started and self.heartbeat_interval is not None:
+                conn.execute(delete(_HEARTBEATS).where(_HEARTBEATS.c.trial_id.in_(started)))
+                conn.execute(insert(_HEARTBEATS).from_select(
+                    ["trial_id", "heartbeat"], select(_TRIALS.c.trial_id, func.now())
+                    .where(_TRIALS.c.trial_id.in_(started))))
+            trials = self.load_trials(conn, set(started)) if started else []
+        reserved = self._reserved.setdefault(study_id, [])
+        order = {trial_id: i for i, trial_id in enumerate(started)}
+        for trial in sorted(trials, key=lambda t: order[t._trial_id]):  # the retries first, as study.ask takes them
+            self._own[trial._trial_id] = trial
+            reserved.append(trial)
+        return len(trials)
+
+    def reserved(self, study_id: int) -> int:
+        """How many reserved trials of ``study_id`` are not handed out yet."""
+        return len(self._reserved.get(study_id, ()))
+
+    def record_heartbeats(self, trial_ids: Sequence[int]) -> None:
+        """One heartbeat (the database's clock) for each of ``trial_ids``, in one statement; each
+        has beaten before (``_create_new_trial``, ``reserve_trials`` or a WAITING trial's start)."""
+        if trial_ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(_HEARTBEATS).where(_HEARTBEATS.c.trial_id.in_(list(trial_ids)))
+                             .values(heartbeat=func.now()))
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
+        """An own trial's copy as a shallow copy (copies are replaced, never changed, on a write)."""
         own = self._own.get(trial_id)
-        return copy.deepcopy(own) if own is not None else super().get_trial(trial_id)
+        return copy.copy(own) if own is not None else super().get_trial(trial_id)
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
         self.flush_params()  # read directly (not through the cache): what was set is in the database
@@ -182,20 +267,23 @@ class WorkerStorage(RDBStorage):
             return
         pending, self._pending = self._pending, []
         with self.engine.begin() as conn:
-            for trial_id in {p[0] for p in pending}:
-                self._check_updatable(conn, trial_id)
+            self._check_all_updatable(conn, {p[0] for p in pending})
             for trial_id, name, _, distribution, checked in pending:
                 previous = checked or self._study_distribution(conn, trial_id, name)
                 if previous is not None:
                     distributions.check_distribution_compatibility(previous, distribution)
+            as_json: dict[distributions.BaseDistribution, str] = {}
             conn.execute(insert(_PARAMS), [
-                {"trial_id": trial_id, "param_name": name, "param_value": value,
-                 "distribution_json": distributions.distribution_to_json(distribution)}
+                {"trial_id": trial_id, "param_name": name, "param_value": value, "distribution_json": as_json.get(
+                    distribution) or as_json.setdefault(distribution, distributions.distribution_to_json(distribution))}
                 for trial_id, name, value, distribution, _ in pending
             ])
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        super().set_trial_user_attr(trial_id, key, value)
+        if self._held is not None and trial_id in self._own:
+            self._held_attrs[(trial_id, key)] = json.dumps(value)
+        else:
+            super().set_trial_user_attr(trial_id, key, value)
         if (own := self._own.get(trial_id)) is not None:
             self._revise(trial_id, user_attrs={**own.user_attrs, key: _as_stored(value)})
 
@@ -205,18 +293,86 @@ class WorkerStorage(RDBStorage):
             self._revise(trial_id, system_attrs={**own.system_attrs, key: _as_stored(value)})
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        if self._held is not None and trial_id in self._own:
+            self._held_reports[(trial_id, step)] = float(intermediate_value)
+        else:
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         if (own := self._own.get(trial_id)) is not None:
             self._revise(trial_id, intermediate_values={**own.intermediate_values, step: float(intermediate_value)})
 
-    def hold_run(self, trial_id: int, write: Callable[[Connection], Any]) -> None:
-        """Have ``write`` run in the transaction that records the trial's final state."""
-        self._runs[trial_id] = write
+    def hold_run(self, trial_id: int, run: Any) -> None:
+        """Have ``run`` written (``write_runs``) in the transaction that records the trial's final
+        state, if that state is COMPLETE or PRUNED."""
+        self._runs[trial_id] = run
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[list[int]]:
+        """Hold the finishing writes of this process's trials made in the block (see the module's
+        contract) and write them in one transaction as it ends, also when it raises. Yields a list
+        that then holds the trials whose writes were dropped: another worker had failed them."""
+        self._held, self._held_attrs, self._held_reports = [], {}, {}
+        dropped: list[int] = []
+        try:
+            yield dropped
+        finally:
+            held, self._held = self._held, None
+            try:
+                if held:
+                    dropped.extend(self._finish_held(held))
+            finally:
+                for trial_id, _, _ in held:
+                    self._own.pop(trial_id, None)
+                    self._runs.pop(trial_id, None)
+
+    def _finish_held(self, held: list[tuple[int, TrialState, Sequence[float] | None]]) -> list[int]:
+        """Write the held finishes in one transaction; the ids of those another worker had finished."""
+        self.flush_params()
+        ids = [trial_id for trial_id, _, _ in held]
+        with self.engine.begin() as conn:
+            live = set(conn.execute(select(_TRIALS.c.trial_id).where(
+                _TRIALS.c.trial_id.in_(ids), _TRIALS.c.state.in_([TrialState.RUNNING, TrialState.WAITING]),
+            ).with_for_update()).scalars())
+            held = [h for h in held if h[0] in live]
+            now = _utc(dt.datetime.now())
+            for state in {state for _, state, _ in held}:
+                conn.execute(update(_TRIALS).where(_TRIALS.c.trial_id.in_([i for i, s, _ in held if s == state]))
+                             .values(state=state, datetime_complete=now))
+            valued = [(trial_id, values) for trial_id, _, values in held if values is not None]
+            if valued:
+                conn.execute(delete(_VALUES).where(_VALUES.c.trial_id.in_([i for i, _ in valued])))
+                conn.execute(insert(_VALUES), [
+                    dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value), strict=True),
+                         trial_id=trial_id, objective=objective)
+                    for trial_id, values in valued for objective, value in enumerate(values)])
+            attrs = [(i, key, value) for (i, key), value in self._held_attrs.items() if i in live]
+            for trial_id, key, _ in attrs:
+                conn.execute(delete(_USER_ATTRS).where(_USER_ATTRS.c.trial_id == trial_id, _USER_ATTRS.c.key == key))
+            if attrs:
+                conn.execute(insert(_USER_ATTRS), [{"trial_id": i, "key": k, "value_json": v} for i, k, v in attrs])
+            reports = [(i, step, value) for (i, step), value in self._held_reports.items() if i in live]
+            if reports:
+                conn.execute(insert(_INTERMEDIATE), [
+                    dict(zip(("intermediate_value", "intermediate_value_type"),
+                             models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value), strict=True),
+                         trial_id=i, step=step) for i, step, value in reports])
+            runs = [self._runs[i] for i, state, _ in held
+                    if i in self._runs and state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            if runs:
+                self.write_runs(conn, runs)
+        if dropped := sorted(set(ids) - live):
+            _log.warning("%d trial(s) outlived their heartbeat: another worker failed them, and they run again",
+                         len(dropped))
+        return dropped
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         """As Optuna's. A finished state is one transaction with the trial's values and, if it is
         COMPLETE or PRUNED, its held run (a FAIL drops it). A WAITING trial this process starts
         gets its first heartbeat and becomes one it runs."""
+        if self._held is not None and state.is_finished() and trial_id in self._own:
+            self._held.append((trial_id, state, values))
+            self._revise(trial_id, state=state, values=None if values is None else list(values),
+                         datetime_complete=dt.datetime.now())
+            return True
         write_run = self._runs.pop(trial_id, None)
         try:
             self.flush_params()
@@ -226,6 +382,7 @@ class WorkerStorage(RDBStorage):
                     if self.heartbeat_interval is not None:
                         self.record_heartbeat(trial_id)
                     self._own[trial_id] = super().get_trial(trial_id)
+                    self._changed.add(trial_id)
                 return started
             with self.engine.begin() as conn:
                 finished = conn.execute(update(_TRIALS).where(
@@ -241,11 +398,20 @@ class WorkerStorage(RDBStorage):
                         for objective, value in enumerate(values)
                     ])
                 if write_run is not None and state in (TrialState.COMPLETE, TrialState.PRUNED):
-                    write_run(conn)
+                    self.write_runs(conn, [write_run])
             return True
         finally:
             if state.is_finished():
                 self._own.pop(trial_id, None)
+
+    @classmethod
+    def _check_all_updatable(cls, conn: Connection, trial_ids: set[int]) -> None:
+        """``_check_updatable`` for each of ``trial_ids``, in one query when all are unfinished."""
+        states = dict(conn.execute(select(_TRIALS.c.trial_id, _TRIALS.c.state)
+                                   .where(_TRIALS.c.trial_id.in_(sorted(trial_ids)))).all())
+        for trial_id in trial_ids:
+            if trial_id not in states or states[trial_id].is_finished():
+                cls._check_updatable(conn, trial_id)  # its error
 
     @staticmethod
     def _check_updatable(conn: Connection, trial_id: int) -> None:
@@ -331,12 +497,16 @@ class WorkerCache(_CachedStorage):
         super().__init__(backend)
         self._backend: WorkerStorage = backend
         self._read_at: dict[int, float] = {}
+        self._by_state: dict[int, dict[TrialState, set[int]]] = {}
+        self._asking: set[int] = set()
+        self._asking_since: dict[int, float] = {}
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         now = time.monotonic()
-        if now - self._read_at.get(study_id, -math.inf) < self.MIN_INTERVAL_S:
+        last = self._read_at.get(study_id, -math.inf)
+        if now - last < self.MIN_INTERVAL_S or (study_id in self._asking and last > self._asking_since[study_id]):
             with self._lock:
-                self._add_trials_to_cache(study_id, self._own_in(study_id))
+                self._take_own_changes()
             return
         with self._lock:
             if study_id not in self._studies:
@@ -360,10 +530,51 @@ class WorkerCache(_CachedStorage):
                 else:
                     study.unfinished_trial_ids.add(trial_id)
 
-    def _own_in(self, study_id: int) -> list[FrozenTrial]:
-        """The current copies of the trials of ``study_id`` this process runs."""
-        return [trial for trial in self._backend.own_trials()
-                if self._trial_id_to_study_id_and_number.get(trial._trial_id, (None,))[0] == study_id]
+    def _take_own_changes(self) -> None:
+        """Put the own trials written since the last time into the cache (a trial the cache does not
+        know yet, reserved and not handed out, is left out: ``create_new_trial`` adds it)."""
+        by_study: dict[int, list[FrozenTrial]] = {}
+        for trial in self._backend.take_changed():
+            if (known := self._trial_id_to_study_id_and_number.get(trial._trial_id)) is not None:
+                by_study.setdefault(known[0], []).append(trial)
+        for study_id, trials in by_study.items():
+            self._add_trials_to_cache(study_id, trials)
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        """As Optuna's, keeping ``_by_state``: the numbers of each study's cached trials by
+        unfinished state (RUNNING, WAITING)."""
+        super()._add_trials_to_cache(study_id, trials)
+        by_state = self._by_state.setdefault(study_id, {TrialState.RUNNING: set(), TrialState.WAITING: set()})
+        for trial in trials:
+            for state, numbers in by_state.items():
+                if trial.state == state:
+                    numbers.add(trial.number)
+                else:
+                    numbers.discard(trial.number)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        """As Optuna's; asked only for unfinished states (``study.ask`` looks for WAITING trials at
+        every trial), it looks at the study's trials in those states only, not at all of them."""
+        if states is None or any(state.is_finished() for state in states):
+            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            trials = self._studies[study_id].trials
+            by_state = self._by_state.get(study_id, {})
+            found = sorted((trials[n] for state in states for n in by_state.get(state, ())), key=lambda t: t.number)
+            return copy.deepcopy(found) if deepcopy else found
+
+    @contextlib.contextmanager
+    def asking(self, study_id: int) -> Iterator[None]:
+        """While a population's trials of ``study_id`` are asked, the study is read from the
+        database once, at the first read; later reads only take up this process's own writes.
+        A retry other workers leave meanwhile waits for the next population."""
+        self._asking.add(study_id)
+        self._asking_since[study_id] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._asking.discard(study_id)
 
     def _check_study(self, study_id: int) -> None:
         """KeyError, as Optuna's, for a study that does not exist."""

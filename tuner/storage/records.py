@@ -1,12 +1,26 @@
-"""What a finished training run leaves behind, ready for one bulk write."""
+"""What a finished training run leaves behind, ready for one bulk write, and the compact form
+its curves are stored in (``encoded``, ``decoded``; the format and why: ``schema``'s tuner_curves).
+"""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-MAX_POINTS = 500
+MAX_POINTS = 120
+"""Points kept per series (``downsample``): every point of a series up to this many, else this
+many evenly spaced ones. Enough to draw a curve; every evaluation of the shipped studies and
+suites (at most 100 each) is kept, so their times to target are those of the run. 120 float64
+values, float32 seconds and int32 steps are 1,920 bytes, so two series rows share a 4 KiB
+SQLite page: 100 points took as much room, 128 to 250 points twice as much (a page per row;
+measured). Sizes per trial: ``schema``."""
+
+STEP, WIDE_STEP, SECOND, VALUE = np.dtype("<i4"), np.dtype("<i8"), np.dtype("<f4"), np.dtype("<f8")
+"""A stored curve's columns: little-endian arrays, steps int32 (int64 in a curve with a step
+beyond int32's range, told apart by the length: the values give the count), seconds float32,
+values float64 (NaN where not finite)."""
 
 COMPLETE, PRUNED, DIVERGED, FAIL = "COMPLETE", "PRUNED", "DIVERGED", "FAIL"
 RUN_STATES = (COMPLETE, PRUNED, DIVERGED, FAIL)
@@ -51,7 +65,9 @@ class StudyRow:
 
 @dataclass(frozen=True)
 class Curve:
-    """One series: x as steps and seconds since the run started, y as values (None if not finite)."""
+    """One series: x as steps and seconds since the run started, y as values (None if not finite).
+    Stored as ``encoded`` gives it: values exactly, seconds at float32 precision (``downsample``
+    rounds them so, so a curve reads back equal)."""
 
     steps: list[int]
     seconds: list[float]
@@ -91,11 +107,47 @@ def finite(value: float | None) -> float | None:
 
 
 def downsample(steps: np.ndarray, seconds: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -> Curve:
-    """At most ``limit`` evenly spaced points, always the first and the last."""
+    """At most ``limit`` evenly spaced points, always the first and the last; seconds at the
+    precision they are stored in (float32)."""
     n = len(values)
     keep = np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
     return Curve(
-        steps=[int(s) for s in np.asarray(steps)[keep]],
-        seconds=[round(float(t), 6) for t in np.asarray(seconds)[keep]],
-        values=[finite(v) for v in np.asarray(values, dtype=float)[keep]],
+        steps=np.asarray(steps)[keep].astype(np.int64).tolist(),
+        seconds=np.asarray(seconds)[keep].astype(SECOND).astype(float).tolist(),
+        values=[v if math.isfinite(v) else None for v in np.asarray(values, dtype=float)[keep].tolist()],
     )
+
+
+def encoded(curve: Curve) -> dict[str, bytes]:
+    """The tuner_curves columns (steps, seconds, values) of ``curve``, of at most MAX_POINTS points
+    (a MariaDB BLOB holds 64 KB: ``downsample`` first); ValueError otherwise or for series of
+    unequal lengths. None and non-finite values are stored as NaN."""
+    n = len(curve.values)
+    if n > MAX_POINTS or len(curve.steps) != n or len(curve.seconds) != n:
+        raise ValueError(f"a curve is stored with at most {MAX_POINTS} points and as many steps, seconds and "
+                         f"values; got {len(curve.steps)}, {len(curve.seconds)} and {n}")
+    steps = np.asarray(curve.steps, dtype=np.int64)
+    narrow = not n or (steps.min() >= np.iinfo(STEP).min and steps.max() <= np.iinfo(STEP).max)
+    values = np.array(curve.values, dtype=VALUE)  # None: NaN
+    values[np.isinf(values)] = np.nan
+    return {"steps": steps.astype(STEP if narrow else WIDE_STEP).tobytes(),
+            "seconds": np.asarray(curve.seconds, dtype=SECOND).tobytes(), "values": values.tobytes()}
+
+
+def decoded(rows: Sequence[tuple[bytes | None, bytes | None, bytes | None]],
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stored curves, (steps, seconds, values) per row (NULLs: no curve, no points), decoded at
+    once: (points per row, steps int64, seconds float64, values float64 with NaN where not
+    finite), the rows' points one after the other. One ``np.frombuffer`` per column for all rows
+    (a row with int64 steps, beyond int32's range, is read on its own)."""
+    columns = zip(*rows, strict=True) if rows else ((), (), ())
+    steps, seconds, values = ([blob or b"" for blob in column] for column in columns)
+    counts = np.fromiter((len(blob) for blob in values), dtype=np.int64, count=len(values)) // VALUE.itemsize
+    joined = b"".join(steps)
+    if len(joined) == STEP.itemsize * counts.sum():  # every row narrow
+        step_array = np.frombuffer(joined, dtype=STEP).astype(np.int64)
+    else:
+        step_array = np.concatenate([np.frombuffer(blob, dtype=STEP if len(blob) == STEP.itemsize * n else WIDE_STEP)
+                                     for blob, n in zip(steps, counts, strict=True)]).astype(np.int64)
+    return (counts, step_array, np.frombuffer(b"".join(seconds), dtype=SECOND).astype(float),
+            np.frombuffer(b"".join(values), dtype=VALUE))

@@ -1,12 +1,13 @@
 """The Store: Optuna's storage and tuner's tables over one engine; with ``_optuna_fast``, the only
 module that writes SQL. It speaks plain data (names, dicts, rows), never tuner's spec objects."""
 
+import contextlib
 import datetime as dt
 import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -23,7 +24,7 @@ from tuner.storage._optuna_fast import _TRIALS, WorkerCache, WorkerStorage
 from tuner.storage.engine import check_writer, configure_sqlite, engine_kwargs, is_sqlite
 from tuner.storage.migrate import upgrade
 from tuner.storage.problems import translated
-from tuner.storage.records import RunRecord, StudyRow
+from tuner.storage.records import RunRecord, StudyRow, encoded
 
 HEARTBEAT_DEFAULTS_S = {"TUNER_HEARTBEAT_INTERVAL": 5, "TUNER_GRACE_PERIOD": 20}
 HEARTBEAT_MAX_S = 86_400
@@ -113,6 +114,7 @@ class Store:
         storage = worker_storage(url, *beats, on_stale) if beats else worker_storage(url)
         store = cls(WorkerCache(storage), storage.engine, url)
         store.rdb = storage
+        storage.write_runs = write_runs
         return store
 
     @classmethod
@@ -206,14 +208,23 @@ class Store:
 
     # runs -----------------------------------------------------------------------------------
     def save_run(self, study_id: int, record: RunRecord) -> int | None:
-        """Write a run and its curves in one transaction. A re-evaluation already stored
-        (same source run and seed) is skipped and None returned."""
+        """``save_runs`` of one run."""
+        return self.save_runs([(study_id, record)])[0]
+
+    def save_runs(self, runs: Sequence[tuple[int, RunRecord]]) -> list[int | None]:
+        """Write runs (study id, record) and their curves in one transaction (``write_runs``); their
+        ids, in order. For runs not written with their Optuna trial's state (``save_trial_run``):
+        re-evaluations, trials of the in-memory store. A re-evaluation already stored (same source
+        run and seed: another worker ran it) is skipped and None returned for it: the refused
+        transaction is tried again one run at a time."""
         try:
             with self.engine.begin() as conn:
-                return write_run(conn, study_id, record)
+                return list(write_runs(conn, runs))
         except IntegrityError:
-            if record.kind == "reevaluation":
-                return None
+            if len(runs) == 1 and runs[0][1].kind == "reevaluation":
+                return [None]
+            if len(runs) > 1 and any(record.kind == "reevaluation" for _, record in runs):
+                return [self.save_runs([run])[0] for run in runs]
             raise
 
     def save_trial_run(self, study_id: int, record: RunRecord) -> None:
@@ -222,7 +233,33 @@ class Store:
         if self.rdb is None or record.optuna_trial_id is None:
             self.save_run(study_id, record)
         else:
-            self.rdb.hold_run(record.optuna_trial_id, lambda conn: write_run(conn, study_id, record))
+            self.rdb.hold_run(record.optuna_trial_id, (study_id, record))
+
+    def holding(self) -> contextlib.AbstractContextManager[list[int]]:
+        """A population's finishing writes in one transaction (``WorkerStorage.holding``); on the
+        in-memory store, which writes at once, a block that holds nothing."""
+        return self.rdb.holding() if self.rdb is not None else contextlib.nullcontext([])
+
+    def reserve_trials(self, study_id: int, count: int, budget: int) -> int:
+        """How many trials the next population of the Optuna study ``study_id`` asks for: up to
+        ``count``, retries first, within ``budget``; taken in one transaction for ``study.ask``
+        (``WorkerStorage.reserve_trials``). On the in-memory store (one process) ``count``."""
+        if self.rdb is None:
+            return count
+        return self.rdb.reserve_trials(study_id, count, budget)
+
+    def asking(self, study_id: int) -> contextlib.AbstractContextManager[None]:
+        """While a population is asked: its study read from the database once (``WorkerCache.asking``)."""
+        return self.optuna.asking(study_id) if isinstance(self.optuna, WorkerCache) else contextlib.nullcontext()
+
+    def reserved(self, study_id: int) -> int:
+        """Trials reserved for study ``study_id`` that ``study.ask`` has not handed out yet."""
+        return self.rdb.reserved(study_id) if self.rdb is not None else 0
+
+    def record_heartbeats(self, trial_ids: list[int]) -> None:
+        """Beat every trial of a population at once; nothing on the in-memory store (no heartbeats)."""
+        if self.rdb is not None and self.rdb.heartbeat_interval is not None:
+            self.rdb.record_heartbeats(trial_ids)
 
 
     # rankings -------------------------------------------------------------------------------
@@ -248,13 +285,28 @@ class Store:
 
 
 def write_run(conn: Connection, study_id: int, record: RunRecord) -> int:
-    """Insert a run and its curves on ``conn`` (the caller owns the transaction); its id."""
-    row = {k: v for k, v in vars(record).items() if k != "curves"}
-    row.update(study_id=study_id, created_at=dt.datetime.now(dt.UTC))
-    run_id = conn.execute(insert(schema.runs).values(**row)).inserted_primary_key[0]
-    if record.curves:
-        conn.execute(insert(schema.curves), [
-            {"run_id": run_id, "series": series, "steps": c.steps, "seconds": c.seconds, "values": c.values}
-            for series, c in record.curves.items()
-        ])
-    return run_id
+    """``write_runs`` of one run."""
+    return write_runs(conn, [(study_id, record)])[0]
+
+
+def write_runs(conn: Connection, runs: Sequence[tuple[int, RunRecord]]) -> list[int]:
+    """Insert runs (study id, record) and their curves (``records.encoded``) on ``conn``, the
+    caller owning the transaction; their ids, in order. Two statements, each one round trip per
+    about a thousand rows (SQLAlchemy's insertmanyvalues): the runs' ids come back in order by
+    RETURNING (SQLite, PostgreSQL, MariaDB >= 10.5); on a database without (MySQL) the runs
+    are inserted one by one."""
+    if not runs:
+        return []
+    now = dt.datetime.now(dt.UTC)
+    rows = [{**{k: v for k, v in vars(record).items() if k != "curves"}, "study_id": study_id, "created_at": now}
+            for study_id, record in runs]
+    table = schema.runs
+    if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        ids = list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    else:
+        ids = [conn.execute(insert(table).values(**row)).inserted_primary_key[0] for row in rows]
+    curves = [{"run_id": run_id, "series": series, **encoded(curve)}
+              for run_id, (_, record) in zip(ids, runs, strict=True) for series, curve in record.curves.items()]
+    if curves:
+        conn.execute(insert(schema.curves), curves)
+    return ids

@@ -3,9 +3,18 @@
 Each head's ``loss_and_dlogits(z, t, col, scratch)`` returns the mean loss over the batch
 and overwrites ``z`` with dL/dz; ``col`` (B, 1) and ``scratch`` (shaped as z) are buffers. ``t`` holds the targets
 in the head's own encoding (``encode``).
+
+``loss_and_dlogits_many(z, t, col, scratch, picked, total, losses)`` does the same for a population:
+``z`` (K, B, C) holds each member's logits on the shared batch, ``col`` (K, B, 1) and ``scratch`` are
+buffers, ``picked`` and ``total`` (K,) sums in the task's dtype, and ``losses`` (K,) receives each
+member's mean loss; row k gets the bits the lone method gives for ``z[k]`` (the same element-wise
+operations, each member's sums over its own rows: BLAS dots as ``np.vdot``, pairwise sums as ``sum``).
+``predict`` takes logits with or without the population axis.
 """
 
 import numpy as np
+
+from tuner.tasks.base import row_dots
 
 
 class CrossEntropy:
@@ -34,8 +43,25 @@ class CrossEntropy:
         return (float(col.sum()) - picked) / batch
 
     @staticmethod
+    def loss_and_dlogits_many(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray,
+                              picked: np.ndarray, total: np.ndarray, losses: np.ndarray) -> None:
+        members, batch = z.shape[:2]
+        np.max(z, axis=2, keepdims=True, out=col)
+        z -= col
+        row_dots(z.reshape(members, -1), t.reshape(-1), picked)
+        np.exp(z, out=z)
+        np.sum(z, axis=2, keepdims=True, out=col)
+        z /= col
+        np.log(col, out=col)
+        z -= t
+        z *= 1.0 / batch
+        np.sum(col.reshape(members, batch), axis=1, out=total)
+        np.subtract(total, picked, out=losses, dtype=np.float64)
+        losses /= batch
+
+    @staticmethod
     def predict(z: np.ndarray) -> np.ndarray:
-        return np.argmax(z, axis=1)
+        return np.argmax(z, axis=-1)
 
 
 class Logistic:
@@ -63,8 +89,23 @@ class Logistic:
         return loss
 
     @staticmethod
+    def loss_and_dlogits_many(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray,
+                              picked: np.ndarray, total: np.ndarray, losses: np.ndarray) -> None:
+        from scipy.special import expit
+
+        members, batch = z.shape[:2]
+        row_dots(z.reshape(members, batch), t.reshape(batch), picked)
+        np.logaddexp(0.0, z, out=col)
+        np.sum(col.reshape(members, batch), axis=1, out=total)
+        np.subtract(total, picked, out=losses, dtype=np.float64)
+        losses /= batch
+        expit(z, out=z)
+        z -= t
+        z *= 1.0 / batch
+
+    @staticmethod
     def predict(z: np.ndarray) -> np.ndarray:
-        return (z[:, 0] > 0).astype(np.int64)
+        return (z[..., 0] > 0).astype(np.int64)
 
 
 class MulticlassHinge:
@@ -97,3 +138,22 @@ class MulticlassHinge:
         z -= margins
         z *= 1.0 / batch
         return loss
+
+    @staticmethod
+    def loss_and_dlogits_many(z: np.ndarray, t: np.ndarray, col: np.ndarray, scratch: np.ndarray,
+                              picked: np.ndarray, total: np.ndarray, losses: np.ndarray) -> None:
+        members, batch = z.shape[:2]
+        margins = scratch
+        np.multiply(z, t, out=margins)
+        np.sum(margins, axis=2, keepdims=True, out=col)  # z_y
+        np.subtract(z, col, out=margins)
+        margins += 1.0
+        margins -= t
+        np.maximum(margins, 0.0, out=margins)
+        np.sum(margins.reshape(members, -1), axis=1, out=total)
+        np.divide(total, batch, out=losses, dtype=np.float64)
+        np.greater(margins, 0.0, out=z, casting="unsafe")
+        np.sum(z, axis=2, keepdims=True, out=col)
+        np.multiply(t, col, out=margins)
+        z -= margins
+        z *= 1.0 / batch
