@@ -65,6 +65,9 @@ PARALLEL_LINES = 1_000
 """Parallel coordinates draw at most this many trials, evenly spread over them in trial order:
 plotly's WebGL lines take seconds beyond (headless Chromium, software WebGL: 1.3 s for 100 lines,
 1.4 s for 1,000, 4.7 s for 20,000)."""
+PARALLEL_AT_ONCE = 300
+"""Up to this many completed trials the Sensitivity page draws parallel coordinates at once; beyond,
+when asked (their WebGL drawing alone costs over a second in a browser without a GPU)."""
 
 
 def style(optimizer: str) -> Style:

@@ -156,3 +156,24 @@ def test_an_experiment_stored_before_populations_resumes_one_trial_at_a_time(tmp
     trials = trials_by_study(url, store, "old")["adam/random"]
     assert len({t.datetime_start for t in trials}) == len(trials) == 6, "one at a time: each its own start"
     store.close()
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "cmaes"])
+def test_a_population_never_takes_more_memory_than_its_budget(sampler: str) -> None:
+    """``population: 65536`` on the quickstart's MLP would need tens of GB of activations: the size is
+    capped by POPULATION_BYTES whatever the file asks."""
+    import yaml
+
+    from tests.helpers import REPO
+    from tuner.objective import Budget
+    from tuner.populations import MEMBER_BUFFERS, POPULATION_BYTES, population_size
+    from tuner.tasks import make_task
+
+    data = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
+    spec = parse_experiment({**data, "population": 65536, "samplers": [sampler]})
+    task = make_task(spec.task.name, spec.task.options)
+    space = spec.search_space("adam")
+    size = population_size(spec, sampler, "adam", space, task, Budget.of(spec), 100_000, None)
+    member = MEMBER_BUFFERS * task.dim * 4 + task.member_bytes(256)
+    assert 1 < size <= POPULATION_BYTES // member
+    assert population_size(spec, sampler, "lbfgs", spec.search_space("adam"), task, Budget.of(spec), 100, None) == 1

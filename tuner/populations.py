@@ -75,17 +75,18 @@ def batch_sizes(space: list[Param]) -> tuple[int, int]:
 def population_size(spec: Experiment, sampler: str, optimizer: str, space: list[Param], task: Task,
                     budget: Budget, free: int, seconds_per_trial: float | None) -> int:
     """How many trials the next population of a study takes, ``free`` being the trials its budget
-    still has no worker for (see the module docstring)."""
+    still has no worker for (see the module docstring). Never more than fits POPULATION_BYTES, also
+    for a study file's N (CMA-ES's generation then spans several populations)."""
     if spec.population == 1 or OPTIMIZERS[optimizer].full_batch or free <= 1:
         return 1
-    if sampler == "cmaes":
-        return min(generation_size(spec, space), free)
-    if spec.population != "auto":
-        return min(spec.population, free)
     smallest, largest = batch_sizes(space)
     steps = budget.total_steps(task, smallest)  # the loss curve's length
     member_bytes = MEMBER_BUFFERS * task.dim * np.dtype(task.dtype).itemsize + 8 * steps + task.member_bytes(largest)
     size = min(free, max(1, POPULATION_BYTES // member_bytes))
+    if sampler == "cmaes":
+        return min(size, generation_size(spec, space))
+    if spec.population != "auto":
+        return min(size, spec.population)
     if sampler == "tpe":
         return min(size, TPE_POPULATION)
     if seconds_per_trial is None:

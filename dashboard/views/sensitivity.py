@@ -58,6 +58,14 @@ if importances:
 else:
     st.info("Importances need at least three completed trials whose parameters vary.")
 st.subheader("Parallel coordinates")
-st.plotly_chart(charts.parallel_figure(mine, params), width="stretch")
-st.caption("One line per completed trial. Parameters spanning more than a decade on a log scale; a batch size "
-           "and other parameters with few values by category, in order." + scores)
+completed = int((mine["state"] == COMPLETE).sum())
+# plotly's parallel coordinates are drawn by WebGL: over a second even for 100 lines without a GPU, so a
+# large experiment draws them when asked (the page's other charts first)
+if st.toggle("draw parallel coordinates", value=completed <= charts.PARALLEL_AT_ONCE,
+             help=f"drawn at once up to {charts.PARALLEL_AT_ONCE:,} completed trials"):
+    st.plotly_chart(charts.parallel_figure(mine, params), width="stretch")
+    st.caption("One line per completed trial. Parameters spanning more than a decade on a log scale; a batch size "
+               "and other parameters with few values by category, in order." + scores)
+else:
+    st.caption(f"{completed:,} completed trials of {optimizer}: switch on to draw their parallel coordinates "
+               f"(at most {charts.PARALLEL_LINES:,} lines, evenly spread).")

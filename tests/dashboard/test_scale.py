@@ -181,6 +181,10 @@ def test_convergence_bands_and_every_trials_density_equal_the_brute_force(monkey
 
 def test_sensitivity_draws_every_cell_of_every_trial_by_webgl(monkeypatch, wide, every_trial) -> None:
     app = open_page(monkeypatch, wide, "sensitivity", "wide")
+    assert len(figures(app)) == 3, "parallel coordinates of thousands of trials are drawn when asked"
+    (toggle,) = app.toggle
+    assert toggle.value is False
+    toggle.set_value(True).run()
     lr, coloured, importance, parallel = figures(app)
     assert {t["type"] for t in lr["data"]} == {"scattergl"}
     points = {t["name"]: set(zip(array(t, "x"), array(t, "y"), strict=True)) for t in lr["data"]}
