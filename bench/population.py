@@ -106,8 +106,8 @@ def end_to_end(repeats: int, scale: float, samplers: list[str]) -> None:
     print(f"{'task':<11}{'sampler':<8}{'population':>12}{'one-trial':>11}{'optuna':>9}{'pop/one':>9}{'pop/optuna':>11}")
     for sampler in samplers:
         for task in TASKS:
-            def count(path: str, _task: str = task) -> int:
-                trials = TRIALS[path][_task] if sampler == "random" else ADAPTIVE_TRIALS
+            def count(path: str, _task: str = task, _sampler: str = sampler) -> int:
+                trials = TRIALS[path][_task] if _sampler == "random" else ADAPTIVE_TRIALS
                 return max(10, int(trials * scale))
             population = median_rate(tuner_rate, study_file(task, sampler, count("population"), "auto"), repeats)
             one = median_rate(tuner_rate, study_file(task, sampler, count("one"), 1), repeats)
