@@ -14,7 +14,8 @@ through it exactly what it suggests through Optuna's stock ``RDBStorage``
   as it updates the database, so what this process reads is always what it wrote; nothing else
   writes to a RUNNING trial except to finish it (another worker failing it as stale), which the
   final write detects (``UpdateFinishedTrialError``).
-- **Parameters are written once sampling is done.** ``set_trial_param`` is held until
+- **Parameters are written once sampling is done.** ``set_trial_param`` (and
+  ``set_trial_system_attr``, a sampler's bookkeeping) on a trial this process runs is held until
   ``flush_params`` (the objective calls it before training) or the trial's next state change,
   then all are written in one transaction with Optuna's checks (trial unfinished, distribution
   compatible with the study's). Optuna's own ``_CachedStorage`` documents the same persistence
@@ -105,6 +106,8 @@ class WorkerStorage(RDBStorage):
         self._held_reports: dict[tuple[int, int], float] = {}
         self._changed: set[int] = set()
         """Own trials written since the cache last took them up (``take_changed``)."""
+        self._pending_attrs: dict[tuple[int, str], str] = {}
+        """System attributes of own trials held for ``flush_params``: (trial id, key) -> JSON."""
 
     # trials this process runs ----------------------------------------------------------------
     def own_trial(self, trial_id: int) -> FrozenTrial | None:
@@ -262,12 +265,22 @@ class WorkerStorage(RDBStorage):
     def flush_params(self) -> None:
         """One transaction: each trial checked to be unfinished and each parameter's distribution
         against the study's (as Optuna checks them; the cache's copy of the study's distribution
-        when it had one, as Optuna's cache does), then every held parameter inserted."""
-        if not self._pending:
+        when it had one, as Optuna's cache does), then every held parameter and system attribute
+        (a sampler's, e.g. CMA-ES's generation) written."""
+        if not self._pending and not self._pending_attrs:
             return
         pending, self._pending = self._pending, []
+        attrs, self._pending_attrs = self._pending_attrs, {}
         with self.engine.begin() as conn:
-            self._check_all_updatable(conn, {p[0] for p in pending})
+            self._check_all_updatable(conn, {p[0] for p in pending} | {trial_id for trial_id, _ in attrs})
+            for trial_id, key in attrs:
+                conn.execute(delete(_SYSTEM_ATTRS).where(_SYSTEM_ATTRS.c.trial_id == trial_id,
+                                                         _SYSTEM_ATTRS.c.key == key))
+            if attrs:
+                conn.execute(insert(_SYSTEM_ATTRS), [{"trial_id": trial_id, "key": key, "value_json": value}
+                                                     for (trial_id, key), value in attrs.items()])
+            if not pending:
+                return
             for trial_id, name, _, distribution, checked in pending:
                 previous = checked or self._study_distribution(conn, trial_id, name)
                 if previous is not None:
@@ -288,7 +301,11 @@ class WorkerStorage(RDBStorage):
             self._revise(trial_id, user_attrs={**own.user_attrs, key: _as_stored(value)})
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        super().set_trial_system_attr(trial_id, key, value)
+        """As Optuna's; on a trial this process runs, held with its parameters (``flush_params``)."""
+        if trial_id in self._own:
+            self._pending_attrs[(trial_id, key)] = json.dumps(value)
+        else:
+            super().set_trial_system_attr(trial_id, key, value)
         if (own := self._own.get(trial_id)) is not None:
             self._revise(trial_id, system_attrs={**own.system_attrs, key: _as_stored(value)})
 
