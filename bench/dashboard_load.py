@@ -29,6 +29,7 @@ import yaml
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: its dashboard and test helpers
+from dashboard.charts import PARALLEL_AT_ONCE  # noqa: E402
 from dashboard.data import REFRESH_S  # noqa: E402
 from tests.dashboard.synthetic import fill  # noqa: E402
 from tests.dashboard.test_browser import ARGS, CHROMIUM, DRAWN, IDLE, serve, stop  # noqa: E402
@@ -47,9 +48,10 @@ STUDY = {
     "objective": {"name": "final_train_loss"},
     "reevaluate": 5,
 }
-PAGES = {"convergence": 1, "samplers": 1, "sensitivity": 4}
+PAGES = {"convergence": 1, "samplers": 1, "sensitivity": 3}
 """The plotly charts each page draws for this experiment (Sensitivity: objective against learning
-rate, the same coloured by a parameter, importances, parallel coordinates)."""
+rate, the same coloured by a parameter, importances; parallel coordinates of more than
+``charts.PARALLEL_AT_ONCE`` trials only when asked, and every optimizer here has more)."""
 TITLES = {"convergence": "Convergence", "samplers": "Samplers", "sensitivity": "Sensitivity"}
 MODES = {
     "in-app": "a click in the open dashboard's sidebar (the page's data read afresh)",
@@ -122,6 +124,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.trials <= 0 or args.trials % (len(OPTIMIZERS) * len(SAMPLERS)):
         parser.error("--trials: a positive multiple of 10")
+    if args.trials // len(OPTIMIZERS) <= PARALLEL_AT_ONCE:
+        parser.error(f"--trials: more than {PARALLEL_AT_ONCE * len(OPTIMIZERS)} (the pages' charts are counted for "
+                     "an experiment whose parallel coordinates are drawn when asked)")
     url, kind = build(args.directory, args.trials, args.synthetic_fill)
     process, base = serve(url, args.directory)
     times = {(mode, page): [] for mode in args.modes for page in args.pages}

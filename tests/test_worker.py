@@ -227,3 +227,27 @@ def test_a_worker_completes_an_experiment_whose_creation_was_interrupted(tmp_pat
     assert run_worker(store, "half") == 4
     assert len(queries.studies(store.engine, experiment_id)) == 4
     store.close()
+
+
+def test_a_worker_that_reloads_its_studies_after_a_lost_connection_draws_on(tmp_path, monkeypatch) -> None:
+    """Samplers survive the reload: a seeded random search does not replay the draws it made."""
+    from sqlalchemy.exc import OperationalError
+
+    url, store = small_experiment(tmp_path, "reloaded")
+    lost, calls = [], []
+    flush = Store.flush_params
+
+    def flaky(self):  # the second trial's parameters meet a lost connection, once
+        calls.append(True)
+        if len(calls) == 2:
+            lost.append(True)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return flush(self)
+
+    monkeypatch.setattr(Store, "flush_params", flaky)
+    run_worker(store, "reloaded")
+    assert lost
+    trials = optuna.load_study(study_name="reloaded/sgd/random/0", storage=url).trials
+    configurations = [tuple(sorted(t.params.items())) for t in trials if t.params]
+    assert len(configurations) >= 3 and len(set(configurations)) == len(configurations), configurations
+    store.close()

@@ -168,6 +168,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
     study_ids = _optuna_studies(store, rows)
     task = make_task(spec.task.name, spec.task.options)
     studies: dict[int, tuple[optuna.Study, Callable, PopulationRunner]] = {}
+    samplers: dict[int, optuna.samplers.BaseSampler] = {}  # kept when studies are reloaded: their draws go on
     ran = waits = 0
     backoff = Backoff(retry_for_s)
     while not should_stop() and (max_trials is None or ran < max_trials):
@@ -181,14 +182,14 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             if row == "wait":  # trials in flight: fail those whose worker died
                 for open_row in rows:
                     if open_row.id not in studies:
-                        studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop)
+                        studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop, samplers)
                     fail_stale_trials(studies[open_row.id][0])
                 time.sleep(min(WAIT_S, POLL_S * 2 ** waits))
                 waits += 1
                 continue
             waits = 0
             if row.id not in studies:
-                studies[row.id] = _load_study(store, spec, row, worker, task, should_stop)
+                studies[row.id] = _load_study(store, spec, row, worker, task, should_stop, samplers)
             study, objective, population = studies[row.id]
             free, running = free_trials(store, row, study_ids)
             size = population.size(min(free, max_trials - ran if max_trials is not None else row.n_trials))
@@ -211,7 +212,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                 continue
             if lost := _caused_by(exc, DBAPIError):
                 if backoff.wait(f"database unavailable ({type(lost).__name__})", should_stop):
-                    studies.clear()  # reload with fresh samplers; the cache re-reads every unfinished trial
+                    studies.clear()  # reload (the same samplers); the cache re-reads every unfinished trial
                     continue
                 if should_stop():
                     break
@@ -295,17 +296,18 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,
-                should_stop: Callable[[], bool]) -> tuple[optuna.Study, Callable, PopulationRunner]:
-    """The study of ``row`` with its sampler and pruner, the objective of its lone trials and the
-    runner of its populations."""
+                should_stop: Callable[[], bool], samplers: dict[int, optuna.samplers.BaseSampler],
+                ) -> tuple[optuna.Study, Callable, PopulationRunner]:
+    """The study of ``row`` with its sampler (made once per worker and kept in ``samplers``: a
+    study reloaded after a lost connection draws on, instead of replaying its seeded draws) and
+    pruner, the objective of its lone trials and the runner of its populations."""
     sampler_spec = next(s for s in spec.samplers if s.name == row.sampler)
     space = spec.search_space(row.optimizer)
-    seed = sampler_seed(spec, row, sampler_spec, worker)
-    study = optuna.load_study(
-        study_name=row.study_name, storage=store.optuna,
-        sampler=make_sampler(sampler_spec, space, seed, row.n_trials, generation_size(spec, space)),
-        pruner=make_pruner(spec),
-    )
+    if row.id not in samplers:
+        seed = sampler_seed(spec, row, sampler_spec, worker)
+        samplers[row.id] = make_sampler(sampler_spec, space, seed, row.n_trials, generation_size(spec, space))
+    study = optuna.load_study(study_name=row.study_name, storage=store.optuna, sampler=samplers[row.id],
+                              pruner=make_pruner(spec))
     objective = make_objective(spec, row.optimizer, space, task, seed=row.repeat,
                                save=lambda record: store.save_trial_run(row.id, record),
                                should_stop=should_stop, sampled=store.flush_params)

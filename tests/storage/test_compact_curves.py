@@ -262,3 +262,17 @@ def test_a_quadratic_trial_takes_a_few_kilobytes_of_curves(tmp_path) -> None:
         pages = dict(conn.execute(sa.text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all())
     assert pages["tuner_curves"] / len(runs) <= 4 * 1024 * 1.02  # two 4 KiB pages per run, and a little
     engine.dispose()
+
+
+def test_a_reader_decodes_curves_a_writer_has_not_migrated_yet() -> None:
+    """Readers never migrate: on a database of revision 0005 the columns still hold JSON arrays."""
+    import json
+
+    from tuner.storage.records import decoded
+
+    rows = [(json.dumps([0, 5, 9]), json.dumps([0.0, 0.5, 0.9]), json.dumps([3.0, None, 1.5])),
+            (json.dumps([0]), json.dumps([0.0]), json.dumps([2.0]))]
+    counts, steps, seconds, values = decoded(rows)
+    assert counts.tolist() == [3, 1] and steps.tolist() == [0, 5, 9, 0]
+    np.testing.assert_array_equal(seconds, [0.0, 0.5, 0.9, 0.0])
+    np.testing.assert_array_equal(values, [3.0, np.nan, 1.5, 2.0])

@@ -83,6 +83,21 @@ def _as_stored(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _delete_existing(conn: Connection, table: Any, row_id: Any, keys: list) -> None:
+    """Delete the rows of ``table`` for ``keys`` (trial ids, or (trial id, key) pairs) that exist,
+    found first by a plain read and deleted by primary key: a DELETE by a condition no row meets
+    takes gap locks on MariaDB (REPEATABLE READ), on which two workers' finishing inserts deadlock."""
+    if not keys:
+        return
+    if isinstance(keys[0], tuple):
+        found = select(row_id, table.c.trial_id, table.c.key).where(table.c.trial_id.in_({k[0] for k in keys}))
+        ids = [row[0] for row in conn.execute(found) if (row[1], row[2]) in set(keys)]
+    else:
+        ids = list(conn.execute(select(row_id).where(table.c.trial_id.in_(keys))).scalars())
+    if ids:
+        conn.execute(delete(table).where(row_id.in_(ids)))
+
+
 class WorkerStorage(RDBStorage):
     """Optuna's RDBStorage with fewer round trips per trial (see the module's contract)."""
 
@@ -273,9 +288,7 @@ class WorkerStorage(RDBStorage):
         attrs, self._pending_attrs = self._pending_attrs, {}
         with self.engine.begin() as conn:
             self._check_all_updatable(conn, {p[0] for p in pending} | {trial_id for trial_id, _ in attrs})
-            for trial_id, key in attrs:
-                conn.execute(delete(_SYSTEM_ATTRS).where(_SYSTEM_ATTRS.c.trial_id == trial_id,
-                                                         _SYSTEM_ATTRS.c.key == key))
+            _delete_existing(conn, _SYSTEM_ATTRS, _SYSTEM_ATTRS.c.trial_system_attribute_id, list(attrs))
             if attrs:
                 conn.execute(insert(_SYSTEM_ATTRS), [{"trial_id": trial_id, "key": key, "value_json": value}
                                                      for (trial_id, key), value in attrs.items()])
@@ -356,14 +369,13 @@ class WorkerStorage(RDBStorage):
                              .values(state=state, datetime_complete=now))
             valued = [(trial_id, values) for trial_id, _, values in held if values is not None]
             if valued:
-                conn.execute(delete(_VALUES).where(_VALUES.c.trial_id.in_([i for i, _ in valued])))
+                _delete_existing(conn, _VALUES, _VALUES.c.trial_value_id, [i for i, _ in valued])
                 conn.execute(insert(_VALUES), [
                     dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value), strict=True),
                          trial_id=trial_id, objective=objective)
                     for trial_id, values in valued for objective, value in enumerate(values)])
             attrs = [(i, key, value) for (i, key), value in self._held_attrs.items() if i in live]
-            for trial_id, key, _ in attrs:
-                conn.execute(delete(_USER_ATTRS).where(_USER_ATTRS.c.trial_id == trial_id, _USER_ATTRS.c.key == key))
+            _delete_existing(conn, _USER_ATTRS, _USER_ATTRS.c.trial_user_attribute_id, [(i, k) for i, k, _ in attrs])
             if attrs:
                 conn.execute(insert(_USER_ATTRS), [{"trial_id": i, "key": k, "value_json": v} for i, k, v in attrs])
             reports = [(i, step, value) for (i, step), value in self._held_reports.items() if i in live]
@@ -408,7 +420,7 @@ class WorkerStorage(RDBStorage):
                 if finished.rowcount != 1:
                     self._check_updatable(conn, trial_id)  # KeyError, or UpdateFinishedTrialError
                 if values is not None:
-                    conn.execute(delete(_VALUES).where(_VALUES.c.trial_id == trial_id))
+                    _delete_existing(conn, _VALUES, _VALUES.c.trial_value_id, [trial_id])
                     conn.execute(insert(_VALUES), [
                         dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(value),
                                  strict=True), trial_id=trial_id, objective=objective)

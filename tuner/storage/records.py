@@ -2,6 +2,7 @@
 its curves are stored in (``encoded``, ``decoded``; the format and why: ``schema``'s tuner_curves).
 """
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,8 @@ def decoded(rows: Sequence[tuple[bytes | None, bytes | None, bytes | None]],
     once: (points per row, steps int64, seconds float64, values float64 with NaN where not
     finite), the rows' points one after the other. One ``np.frombuffer`` per column for all rows
     (a row with int64 steps, beyond int32's range, is read on its own)."""
+    if any(isinstance(blob, str) for row in rows for blob in row):
+        return _decoded_json(rows)
     columns = zip(*rows, strict=True) if rows else ((), (), ())
     steps, seconds, values = ([blob or b"" for blob in column] for column in columns)
     counts = np.fromiter((len(blob) for blob in values), dtype=np.int64, count=len(values)) // VALUE.itemsize
@@ -151,3 +154,16 @@ def decoded(rows: Sequence[tuple[bytes | None, bytes | None, bytes | None]],
                                      for blob, n in zip(steps, counts, strict=True)]).astype(np.int64)
     return (counts, step_array, np.frombuffer(b"".join(seconds), dtype=SECOND).astype(float),
             np.frombuffer(b"".join(values), dtype=VALUE))
+
+
+def _decoded_json(rows: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``decoded`` for a database a reader opens before a writer migrated it (revision 0005 and
+    earlier: JSON arrays, None where not finite)."""
+    parsed = [[json.loads(cell) if isinstance(cell, str) else (cell or []) for cell in row] for row in rows]
+    counts = np.array([len(values) for _, _, values in parsed], dtype=np.int64)
+
+    def joined(column: int, dtype: type) -> np.ndarray:
+        cells = [np.array([np.nan if v is None else v for v in row[column]], dtype=float) for row in parsed]
+        return np.concatenate(cells).astype(dtype) if cells else np.empty(0, dtype)
+
+    return counts, joined(0, np.int64), joined(1, float), joined(2, float)

@@ -161,7 +161,9 @@ class Quadratic(_Synthetic):
         if self.hessian is None:
             np.multiply(self._diag, b.delta, out=grad)
         else:
-            np.matmul(b.delta, self.hessian.T, out=grad)  # row k: H @ delta_k, one product for all
+            # row k: H @ delta_k as the lone run's matrix-vector product (one BLAS gemv per member, the same
+            # bits); one GEMM for all rounds differently, and a chaotic run carries that up to 1e-4
+            np.matmul(self.hessian, b.delta[:, :, None], out=grad[:, :, None])
         np.multiply(row_dots(b.delta, grad, b.dots), 0.5, out=losses, dtype=np.float64)
 
     def theory(self) -> dict[str, float]:
