@@ -102,3 +102,17 @@ def check_consistent(engine: Engine, name: str, workers: int = 1, overshoot: int
     finished_trials = {t for t, s in trial_states.items() if s in ("COMPLETE", "PRUNED")}
     assert finished_trials <= set(by_trial), "a finished trial has no run row"
     return optuna_counts
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo tuner's migrations down to ``revision`` (the tests of the migrations' downgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tuner.storage.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from optuna import distributions
-from optuna.storages._rdb import models
 from sqlalchemy import Connection, func, insert, select
 
 from tuner import rankings
@@ -31,13 +30,15 @@ from tuner.reevaluation import REEVALUATION_SEED
 from tuner.space import suggest
 from tuner.spec import Experiment
 from tuner.storage import queries
+from tuner.storage._optuna_fast import _PARAMS as PARAMS
+from tuner.storage._optuna_fast import _TRIALS as TRIALS
+from tuner.storage._optuna_fast import _USER_ATTRS as USER_ATTRS
+from tuner.storage._optuna_fast import _VALUES as VALUES
 from tuner.storage.records import COMPLETE, DIVERGED, Curve, RunRecord, StudyRow, downsample
 from tuner.storage.store import Store, write_runs
 from tuner.tasks import Task, is_synthetic, make_task
 from tuner.worker import create_experiment
 
-TRIALS, PARAMS, VALUES, USER_ATTRS = (model.__table__ for model in (
-    models.TrialModel, models.TrialParamModel, models.TrialValueModel, models.TrialUserAttributeModel))
 START_LOSS = 1.0
 SECONDS_PER_STEP = 2e-4
 

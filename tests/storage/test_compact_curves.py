@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import insert, select
 
+from tests.helpers import downgrade
 from tuner.storage import queries, schema
 from tuner.storage.engine import writer_engine
-from tuner.storage.migrate import MIGRATIONS, upgrade
+from tuner.storage.migrate import upgrade
 from tuner.storage.records import MAX_POINTS, Curve, RunRecord, decoded, downsample, encoded
 from tuner.storage.store import Store, write_run, write_runs
 
@@ -107,14 +106,6 @@ def populate_0005(engine: sa.Engine, curves: dict[tuple[int, str], Curve]) -> No
         conn.execute(insert(JSON_CURVES), [
             {"run_id": run_id, "series": series, "steps": c.steps, "seconds": c.seconds, "values": c.values}
             for (run_id, series), c in curves.items()])
-
-
-def downgrade(engine: sa.Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
 
 
 def test_0006_converts_json_curves_in_pages_and_a_downgrade_converts_them_back(database) -> None:

@@ -4,14 +4,13 @@ from datetime import UTC, datetime
 
 import optuna
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import delete, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.helpers import downgrade
 from tuner.storage import schema
 from tuner.storage.engine import writer_engine
 from tuner.storage.migrate import MIGRATIONS, upgrade
@@ -76,14 +75,6 @@ def test_every_revision_of_the_view_ranks_the_same_way_and_downgrades(tmp_path) 
     assert best_rows(engine) == expected
     downgrade(engine, "0001")
     assert best_rows(engine) == expected
-
-
-def downgrade(engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
 
 
 def test_experiments_stored_before_0003_have_study_file_format_1(database) -> None:
