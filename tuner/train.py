@@ -283,6 +283,7 @@ class _Cohort:
         optimizer, state = self.optimizer, self.optimizer.init(params)
         lrs = self.lrs
         limit = np.full(self.size, math.inf)
+        going, finite = np.empty(self.size, dtype=bool), np.empty(self.size, dtype=bool)  # the step's checks
         self.start = time.perf_counter()
         step = 0
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -292,7 +293,8 @@ class _Cohort:
                     task.loss_and_grad_many(params, batch, grad[:k], losses[:k])
                     loss = losses[:k]
                     self.losses[step, self.alive] = loss
-                    ok = (loss <= limit[:k]) & (loss < math.inf)  # also false for NaN
+                    ok = np.less_equal(loss, limit[:k], out=going[:k])  # also false for NaN
+                    ok &= np.less(loss, math.inf, out=finite[:k])
                     if not ok.all():
                         for row in np.flatnonzero(~ok):
                             self._end(self.alive[row], step, params[row], diverged=True)
