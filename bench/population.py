@@ -9,6 +9,10 @@
    ADAPTIVE_TRIALS trials on every path (their cost per trial grows with the study). Targets: population >= 20x
    the one-trial path on the synthetic tasks (>= 2,000 trials/s on the quadratic), >= 5x on
    logistic regression.
+   Then both cores as a user runs them: ``tuner launch --workers 2`` (worker processes) of
+   BOTH_CORES_TRIALS quadratic trials (adam and momentum, one study each), population vs one
+   trial at a time: trials per second from the command to its end, and between the first and
+   the last stored run (the workers' steady state, without start-up and the final report).
 2. The digits MLP of the quickstart (64-128-10, float32, 40 epochs, its search space with one
    batch size): trials per minute in populations vs one at a time (target >= 2x), and the share of
    the machine's single-thread GEMM peak (a large float32 matrix product) that training reaches,
@@ -20,6 +24,7 @@ Each number is the median of --repeats runs; ratios are of medians measured in t
 """
 
 import argparse
+import io
 import statistics
 import tempfile
 import time
@@ -29,12 +34,16 @@ from typing import Any
 import numpy as np
 import optuna
 import yaml
+from rich.console import Console
+from sqlalchemy import func, select
 from threadpoolctl import threadpool_limits
 
+from tuner.launch import launch
 from tuner.objective import Budget, configure, run_config, summarize
 from tuner.samplers import make_sampler
 from tuner.space import suggest
 from tuner.spec import Experiment, parse_experiment
+from tuner.storage import schema
 from tuner.storage.store import Store
 from tuner.tasks import make_task
 from tuner.worker import create_experiment, quiet_optuna, run_worker
@@ -54,6 +63,7 @@ TRIALS = {"population": {"quadratic": 6000, "rosenbrock": 6000, "logistic": 600}
           "one": {"quadratic": 150, "rosenbrock": 150, "logistic": 60},
           "optuna": {"quadratic": 150, "rosenbrock": 150, "logistic": 60}}
 ADAPTIVE_TRIALS = 300
+BOTH_CORES_TRIALS = {"auto": 20_000, 1: 600}
 
 
 def study_file(task: str, sampler: str, trials: int, population: Any) -> Experiment:
@@ -116,6 +126,43 @@ def end_to_end(repeats: int, scale: float, samplers: list[str]) -> None:
                   f"{population / one:>8.1f}x{population / plain:>10.1f}x", flush=True)
 
 
+def launched_rate(trials: int, population: Any) -> tuple[float, float]:
+    """``tuner launch --workers 2`` of the quadratic with adam and momentum (``trials`` in all, half
+    per study) on a fresh SQLite file: trials per second over the whole command, and between the
+    first and the last stored run."""
+    spec, budget, objective = TASKS["quadratic"]
+    experiment = parse_experiment({
+        "name": "bench-both-cores", "task": spec, "optimizers": ["adam", "momentum"], "samplers": ["random"],
+        "trials": trials // 2, "budget": budget, "objective": objective, "reevaluate": 0, "population": population})
+    with tempfile.TemporaryDirectory() as directory:
+        url = f"sqlite:///{directory}/bench.db"
+        start = time.perf_counter()
+        outcome = launch(experiment, url, 2, Console(file=io.StringIO()))
+        seconds = time.perf_counter() - start
+        if outcome != "done":
+            raise RuntimeError(f"the launch ended {outcome}")
+        store = Store.open(url)
+        with store.engine.connect() as conn:
+            first, last, runs = conn.execute(select(func.min(schema.runs.c.created_at), func.max(
+                schema.runs.c.created_at), func.count())).one()
+        store.close()
+    return runs / seconds, (runs - 1) / max((last - first).total_seconds(), 1e-9)
+
+
+def both_cores(repeats: int, scale: float) -> None:
+    print(f"\nboth cores: tuner launch --workers 2, quadratic, adam + momentum, random search (median of {repeats})")
+    print(f"{'path':<12}{'trials':>8}{'command':>10}{'steady':>9}")
+    rates = {}
+    for population, trials in BOTH_CORES_TRIALS.items():
+        trials = max(40, int(trials * scale))
+        measured = [launched_rate(trials, population) for _ in range(repeats)]
+        rates[population] = [statistics.median(m[i] for m in measured) for i in (0, 1)]
+        print(f"{'population' if population == 'auto' else 'one-trial':<12}{trials:>8}{rates[population][0]:>10.0f}"
+              f"{rates[population][1]:>9.0f}", flush=True)
+    print(f"population / one-trial: {rates['auto'][0] / rates[1][0]:.1f}x over the command, "
+          f"{rates['auto'][1] / rates[1][1]:.1f}x steady")
+
+
 def gemm_peak(seconds: float = 2.0) -> float:
     """Single-thread float32 GEMM flops per second on 1024 x 1024 matrices (median of repeats)."""
     rng = np.random.default_rng(0)
@@ -160,6 +207,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with threadpool_limits(limits=1):  # as a worker runs
         end_to_end(repeats, scale, ["random", "cmaes"])
+        both_cores(repeats, scale)
         print("\nTPE (its proposals cost what they cost at any population size):")
         end_to_end(repeats, scale, ["tpe"])
         mlp(repeats, scale)

@@ -135,7 +135,10 @@ def _curves(result: RunResult) -> dict:
     eval_seconds = np.asarray(result.eval_seconds, dtype=float)
     steps = np.arange(len(result.train_loss))
     # the hot loop keeps no per-step clock: seconds of a step are interpolated between evaluations
-    seconds = np.interp(steps, np.r_[0.0, eval_steps], np.r_[0.0, eval_seconds]) if len(eval_steps) else steps * 0.0
+    if len(eval_steps):
+        seconds = np.interp(steps, np.concatenate(([0.0], eval_steps)), np.concatenate(([0.0], eval_seconds)))
+    else:
+        seconds = np.zeros(len(steps))
     curves = {"train_loss": downsample(steps, seconds, result.train_loss)}
     for series, values in result.evals.items():
         curves[series] = downsample(eval_steps, eval_seconds, np.asarray(values, dtype=float))

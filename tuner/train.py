@@ -11,7 +11,7 @@ so the train/eval switch costs one read and no copy.
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -246,8 +246,8 @@ def train_population(
             raise ValueError("L-BFGS trains alone: it is not a first-order rule with a population")
         cohorts.setdefault(population_key(optimizer.bind(task)), []).append(member)
     results: list[RunResult | None] = [None] * len(optimizers)
-    for members in cohorts.values():
-        cohort = _Cohort(task, [optimizers[m] for m in members], [schedules[m] for m in members],
+    for key, members in cohorts.items():
+        cohort = _Cohort(task, key, [optimizers[m] for m in members], [schedules[m] for m in members],
                          epochs=epochs, batch_size=batch_size, seed=seed, eval_every=eval_every,
                          on_eval=on_eval and (lambda k, *rest, _m=members: on_eval(_m[k], *rest)),
                          divergence_factor=divergence_factor, patience=patience)
@@ -259,7 +259,7 @@ def train_population(
 class _Cohort:
     """One population: members whose optimizers stack, trained as in ``_train_first_order``."""
 
-    def __init__(self, task: Task, optimizers: Sequence[Optimizer], schedules: Sequence[Schedule], *,
+    def __init__(self, task: Task, key: Hashable, optimizers: Sequence[Optimizer], schedules: Sequence[Schedule], *,
                  epochs: int, batch_size: int, seed: int, eval_every: int, on_eval: OnMemberEval | None,
                  divergence_factor: float, patience: int | None) -> None:
         self.task, self.epochs, self.batch_size, self.seed = task, epochs, batch_size, seed
@@ -267,12 +267,13 @@ class _Cohort:
         size = len(optimizers)
         self.size = size
         self.total = task.steps_per_epoch(batch_size) * epochs
-        self.optimizer = stack([optimizer.bind(task) for optimizer in optimizers])
+        self.optimizer = stack([optimizer.bind(task) for optimizer in optimizers], key=key)
         self.lrs = np.stack([schedule.values(self.total) for schedule in schedules], axis=1)  # (steps, K)
         self.losses = np.empty((self.total, size))
         self.results = [RunResult(train_loss=np.empty(0)) for _ in range(size)]
         self.stops = [_EarlyStop(task, patience) for _ in range(size)]
         self.alive = np.arange(size)  # the original index of each current member
+        self.epochs_done = 0  # epochs every current member has completed
 
     def run(self) -> list[RunResult]:
         task = self.task
@@ -310,8 +311,7 @@ class _Cohort:
                     step += 1
                 if not len(self.alive):
                     break
-                for member in self.alive:
-                    self.results[member].samples += task.samples_per_epoch(self.batch_size)
+                self.epochs_done = epoch
                 if epoch % self.eval_every == 0 or epoch == self.epochs:
                     ok = self._evaluate(params, optimizer.eval_params(params, state), epoch, step)
                     if not ok.all():
@@ -353,6 +353,7 @@ class _Cohort:
         result = self.results[member]
         result.final_params = params.copy()
         result.steps = step
+        result.samples = self.epochs_done * self.task.samples_per_epoch(self.batch_size)
         if diverged:
             result.diverged_at = step
         result.train_loss = self.losses[: step + (diverged and not at_eval), member].copy()

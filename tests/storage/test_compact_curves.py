@@ -3,6 +3,7 @@
 
 import datetime as dt
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -19,7 +20,15 @@ from tuner.storage.store import Store, write_run, write_runs
 INT32_MAX = 2**31 - 1
 
 
-def as_stored(curve: Curve) -> tuple[list[int], list[float], list[float]]:
+class JsonCurve(NamedTuple):
+    """A curve as revision 0005 and earlier wrote it: JSON lists, None where not finite."""
+
+    steps: list[int]
+    seconds: list[float]
+    values: list[float | None]
+
+
+def as_stored(curve: Curve | JsonCurve) -> tuple[list[int], list[float], list[float]]:
     """What a reader gets back of ``curve``: seconds at float32 precision, NaN for None."""
     return (list(curve.steps), [float(np.float32(t)) for t in curve.seconds],
             [math.nan if v is None else v for v in curve.values])
@@ -66,7 +75,7 @@ def test_downsample_gives_seconds_as_stored_so_a_curve_reads_back_equal() -> Non
     assert len(curve.steps) == MAX_POINTS and curve.steps[0] == 0 and curve.steps[-1] == n - 1
     assert all(float(np.float32(t)) == t for t in curve.seconds)
     _, _, seconds, values = decoded([tuple(encoded(curve).values())])
-    assert seconds.tolist() == curve.seconds and values.tolist() == curve.values
+    assert seconds.tolist() == curve.seconds.tolist() and values.tolist() == curve.values.tolist()
 
 
 # migration 0006 -------------------------------------------------------------------------------------
@@ -76,7 +85,7 @@ JSON_CURVES = sa.table("tuner_curves", sa.column("run_id", sa.Integer), sa.colum
 """tuner_curves as revision 0005 and earlier wrote it."""
 
 
-def old_curves(runs: int) -> dict[tuple[int, str], Curve]:
+def old_curves(runs: int) -> dict[tuple[int, str], JsonCurve]:
     """Curves as tuner wrote them before 0006: up to 500 points, seconds rounded to 6 decimals,
     null for a value that was not finite; one with a step beyond int32's range."""
     rng = np.random.default_rng(1)
@@ -87,13 +96,13 @@ def old_curves(runs: int) -> dict[tuple[int, str], Curve]:
         if run_id % 7 == 0:
             values[-1] = None
         steps = list(range(0, 10 * n, 10)) if run_id != 2 else [0, 5_000_000_000, 5_000_000_010]
-        out[run_id, "train_loss"] = Curve(steps, [round(t, 6) for t in np.cumsum(rng.random(n)).tolist()], values)
+        out[run_id, "train_loss"] = JsonCurve(steps, [round(t, 6) for t in np.cumsum(rng.random(n)).tolist()], values)
         if run_id % 3:
-            out[run_id, "loss"] = Curve(steps, out[run_id, "train_loss"].seconds, values[::-1])
+            out[run_id, "loss"] = JsonCurve(steps, out[run_id, "train_loss"].seconds, values[::-1])
     return out
 
 
-def populate_0005(engine: sa.Engine, curves: dict[tuple[int, str], Curve]) -> None:
+def populate_0005(engine: sa.Engine, curves: dict[tuple[int, str], JsonCurve]) -> None:
     now = dt.datetime.now(dt.UTC)
     runs = sorted({run_id for run_id, _ in curves})
     with engine.begin() as conn:
@@ -133,9 +142,9 @@ def test_0006_converts_json_curves_in_pages_and_a_downgrade_converts_them_back(d
             assert run["steps"] == expected[0] and run["seconds"] == expected[1] and same(run["values"], expected[2])
     downgrade(engine, "0005")
     with engine.connect() as conn:
-        back = {(row.run_id, row.series): Curve(row.steps, row.seconds, row.values)
+        back = {(row.run_id, row.series): (row.steps, row.seconds, row.values)
                 for row in conn.execute(select(JSON_CURVES))}
-    assert back == {key: Curve(c.steps, as_stored(c)[1], c.values) for key, c in curves.items()}
+    assert back == {key: (c.steps, as_stored(c)[1], c.values) for key, c in curves.items()}
     engine.dispose()
 
 
@@ -184,8 +193,8 @@ def check_read_back(engine: sa.Engine, ids: list[int], runs: list[tuple[int, Run
         for run_id, (_, written) in zip(ids, runs, strict=True):
             rows = frame[frame["run_id"] == run_id]
             steps, seconds, values = as_stored(written.curves[series])
-            assert rows["step"].tolist() == steps and rows["seconds"].tolist() == written.curves[series].seconds
-            assert seconds == written.curves[series].seconds and same(rows["value"].tolist(), values)
+            assert rows["step"].tolist() == steps and rows["seconds"].tolist() == seconds
+            assert seconds == written.curves[series].seconds.tolist() and same(rows["value"].tolist(), values)
 
 
 def test_200_runs_written_in_one_call_read_back_as_written(database) -> None:

@@ -21,6 +21,7 @@ views are for scratch space, whose content does not survive a step); an array re
 (scratch shared by equal shapes) is copied once and stays shared.
 """
 
+import functools
 from collections.abc import Hashable, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -42,9 +43,16 @@ def population_key(optimizer: Optimizer) -> Hashable:
     return _key(optimizer)
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass, None for any other class (a population's key is taken per
+    member: ``dataclasses.fields`` each time would cost more than the rest of the key)."""
+    return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+
+
 def _key(value: Any) -> Hashable:
-    if is_dataclass(value) and not isinstance(value, type):
-        return type(value), tuple((f.name, _key(getattr(value, f.name))) for f in fields(value))
+    if (names := _field_names(type(value))) is not None:
+        return type(value), tuple((name, _key(getattr(value, name))) for name in names)
     if isinstance(value, (tuple, list)):
         return type(value), tuple(_key(v) for v in value)
     if isinstance(value, (float, np.ndarray)):  # a lone float or a stacked population's (K, 1) array
@@ -52,13 +60,16 @@ def _key(value: Any) -> Hashable:
     return type(value), value  # bool, int, str, None, a slice: equal values only (True is not 1)
 
 
-def stack(optimizers: Sequence[Optimizer]) -> Optimizer:
+def stack(optimizers: Sequence[Optimizer], *, key: Hashable | None = None) -> Optimizer:
     """One optimizer training ``optimizers`` as a population, member k in row k: each float that
     differs between members becomes a (K, 1) float64 array (a pair as betas, a pair of arrays),
     the rest is kept. The members are validated already (``make_optimizer``), so the stacked
-    dataclasses are built field by field, without their checks. NotStackable when their keys differ."""
+    dataclasses are built field by field, without their checks. NotStackable when their keys differ;
+    ``key``: their common key when the caller has grouped them by it already (not checked again)."""
     if not optimizers:
         raise ValueError("stack needs at least one optimizer")
+    if key is not None:
+        return _stack(list(optimizers))
     key = population_key(optimizers[0])
     for k, optimizer in enumerate(optimizers[1:], start=1):
         if population_key(optimizer) != key:

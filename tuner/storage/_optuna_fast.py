@@ -66,6 +66,44 @@ _STUDIES, _TRIALS, _PARAMS, _VALUES, _HEARTBEATS, _USER_ATTRS, _SYSTEM_ATTRS, _I
         models.TrialIntermediateValueModel))
 """Optuna's tables, read and written with SQLAlchemy Core on the hot path."""
 _log = logging.getLogger("tuner.worker")
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copied(value: Any) -> Any:
+    """A shallow copy of an object whose state is its ``__dict__`` (a trial, a distribution), made
+    directly: ``copy.copy``'s generic reduce costs several times more."""
+    copied = object.__new__(type(value))
+    copied.__dict__.update(value.__dict__)
+    return copied
+
+
+class _Trial(FrozenTrial):
+    """A FrozenTrial this storage built (its own trials and those it loads) with a faster deep
+    copy: ``study.tell`` returns one of every trial it tells, ``study.trials`` one of every trial,
+    and ``copy.deepcopy``'s generic walk costs more than the rest of a tell. The copy is a plain
+    FrozenTrial equal to the generic one and sharing nothing mutable with the original: containers
+    are new, distributions are copied (their fields hold numbers, strings and tuples of them), and
+    attribute values are deep-copied unless they are numbers, strings or None. Its shallow copy
+    (Optuna's ``Trial`` takes one at every suggestion, this storage at every write) is one dict
+    copy, not ``copy.copy``'s generic reduce."""
+
+    def __copy__(self) -> "_Trial":
+        return _copied(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenTrial:
+        def own(value: Any) -> Any:
+            return value if type(value) in _IMMUTABLE else copy.deepcopy(value, memo)
+
+        return FrozenTrial(
+            number=self.number, state=self.state, value=None,
+            values=None if self.values is None else list(self.values),
+            datetime_start=self.datetime_start, datetime_complete=self.datetime_complete,
+            params={name: own(value) for name, value in self.params.items()},
+            distributions={name: _copied(d) for name, d in self.distributions.items()},
+            user_attrs={key: own(value) for key, value in self.user_attrs.items()},
+            system_attrs={key: own(value) for key, value in self.system_attrs.items()},
+            intermediate_values=dict(self.intermediate_values), trial_id=self._trial_id,
+        )
 
 
 def _utc(local: dt.datetime) -> dt.datetime:
@@ -170,7 +208,7 @@ class WorkerStorage(RDBStorage):
             )).inserted_primary_key[0]
             if self.heartbeat_interval is not None:
                 conn.execute(insert(_HEARTBEATS).values(trial_id=trial_id, heartbeat=func.now()))
-        self._own[trial_id] = FrozenTrial(
+        self._own[trial_id] = _Trial(
             number=number, state=TrialState.RUNNING, value=None, values=None, datetime_start=now,
             datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
             intermediate_values={}, trial_id=trial_id,
@@ -294,15 +332,20 @@ class WorkerStorage(RDBStorage):
                                                      for (trial_id, key), value in attrs.items()])
             if not pending:
                 return
-            for trial_id, name, _, distribution, checked in pending:
-                previous = checked or self._study_distribution(conn, trial_id, name)
-                if previous is not None:
+            for trial_id, name, _, distribution, checked in pending:  # checked: in _set_trial_param already
+                if checked is None and (previous := self._study_distribution(conn, trial_id, name)) is not None:
                     distributions.check_distribution_compatibility(previous, distribution)
-            as_json: dict[distributions.BaseDistribution, str] = {}
+            as_json: dict[tuple, str] = {}  # equal distributions (their class and fields) written once as JSON
+
+            def json_of(distribution: distributions.BaseDistribution) -> str:
+                key = (type(distribution), *vars(distribution).items())
+                if (known := as_json.get(key)) is None:
+                    known = as_json[key] = distributions.distribution_to_json(distribution)
+                return known
+
             conn.execute(insert(_PARAMS), [
-                {"trial_id": trial_id, "param_name": name, "param_value": value, "distribution_json": as_json.get(
-                    distribution) or as_json.setdefault(distribution, distributions.distribution_to_json(distribution))}
-                for trial_id, name, value, distribution, _ in pending
+                {"trial_id": trial_id, "param_name": name, "param_value": value,
+                 "distribution_json": json_of(distribution)} for trial_id, name, value, distribution, _ in pending
             ])
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
@@ -498,7 +541,7 @@ class WorkerStorage(RDBStorage):
         for row in trials:
             part = parts[row.trial_id]
             values = part.pop("values")
-            loaded.append(FrozenTrial(
+            loaded.append(_Trial(
                 number=row.number, state=row.state, value=None, values=[values[k] for k in sorted(values)] or None,
                 datetime_start=_local(row.datetime_start), datetime_complete=_local(row.datetime_complete),
                 trial_id=row.trial_id, **part,

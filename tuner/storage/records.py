@@ -2,6 +2,7 @@
 its curves are stored in (``encoded``, ``decoded``; the format and why: ``schema``'s tuner_curves).
 """
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -64,15 +65,15 @@ class StudyRow:
     n_trials: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Curve:
-    """One series: x as steps and seconds since the run started, y as values (None if not finite).
-    Stored as ``encoded`` gives it: values exactly, seconds at float32 precision (``downsample``
-    rounds them so, so a curve reads back equal)."""
+    """One series as it is stored (``encoded``): x as steps (int64) and seconds since the run
+    started (float32, the precision they are stored at, so a curve reads back equal), y as values
+    (float64, NaN where not finite); arrays of one length."""
 
-    steps: list[int]
-    seconds: list[float]
-    values: list[float | None]
+    steps: np.ndarray
+    seconds: np.ndarray
+    values: np.ndarray
 
 
 @dataclass
@@ -107,30 +108,35 @@ def finite(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@functools.lru_cache(maxsize=256)
+def _kept(n: int, limit: int) -> np.ndarray:
+    """The indices of the points ``downsample`` keeps of ``n`` (read-only: shared by every call)."""
+    keep = np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+    keep.flags.writeable = False
+    return keep
+
+
 def downsample(steps: np.ndarray, seconds: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -> Curve:
-    """At most ``limit`` evenly spaced points, always the first and the last; seconds at the
-    precision they are stored in (float32)."""
-    n = len(values)
-    keep = np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
-    return Curve(
-        steps=np.asarray(steps)[keep].astype(np.int64).tolist(),
-        seconds=np.asarray(seconds)[keep].astype(SECOND).astype(float).tolist(),
-        values=[v if math.isfinite(v) else None for v in np.asarray(values, dtype=float)[keep].tolist()],
-    )
+    """At most ``limit`` evenly spaced points, always the first and the last (see ``Curve``)."""
+    keep = _kept(len(values), limit)
+    kept = np.asarray(values, dtype=VALUE)[keep]
+    return Curve(steps=np.asarray(steps)[keep].astype(np.int64), seconds=np.asarray(seconds)[keep].astype(SECOND),
+                 values=np.where(np.isfinite(kept), kept, np.nan))
 
 
 def encoded(curve: Curve) -> dict[str, bytes]:
     """The tuner_curves columns (steps, seconds, values) of ``curve``, of at most MAX_POINTS points
     (a MariaDB BLOB holds 64 KB: ``downsample`` first); ValueError otherwise or for series of
-    unequal lengths. None and non-finite values are stored as NaN."""
+    unequal lengths. Non-finite values (and None in a sequence) are stored as NaN."""
     n = len(curve.values)
     if n > MAX_POINTS or len(curve.steps) != n or len(curve.seconds) != n:
         raise ValueError(f"a curve is stored with at most {MAX_POINTS} points and as many steps, seconds and "
                          f"values; got {len(curve.steps)}, {len(curve.seconds)} and {n}")
     steps = np.asarray(curve.steps, dtype=np.int64)
     narrow = not n or (steps.min() >= np.iinfo(STEP).min and steps.max() <= np.iinfo(STEP).max)
-    values = np.array(curve.values, dtype=VALUE)  # None: NaN
-    values[np.isinf(values)] = np.nan
+    values = np.asarray(curve.values, dtype=VALUE)
+    if not np.isfinite(values).all():
+        values = np.where(np.isfinite(values), values, np.nan)
     return {"steps": steps.astype(STEP if narrow else WIDE_STEP).tobytes(),
             "seconds": np.asarray(curve.seconds, dtype=SECOND).tobytes(), "values": values.tobytes()}
 

@@ -17,8 +17,8 @@ tuner_improvements  per experiment and ordered pair of (optimizer, sampler): P(a
 
 Curves: ``steps`` little-endian int32 (int64 when a step is beyond int32's range: its length
 then is 8 bytes per value), ``seconds`` float32 since the run started, ``values`` float64 with
-NaN where not finite (``records.encoded`` and ``records.decoded``; readers get NaN, or None in
-a ``records.Curve``). Values stay exact: ``tuner.suite_scores`` finds times to target in them.
+NaN where not finite (``records.encoded`` and ``records.decoded``; readers and ``records.Curve``
+get NaN). Values stay exact: ``tuner.suite_scores`` finds times to target in them.
 Until revision 0006 they were JSON arrays of up to 500 points: a quadratic trial of 300 steps
 evaluated at every step (train_loss and loss, 300 points each) took 23 KB of curves on SQLite
 (19 KB on PostgreSQL, 44 KB on MariaDB), and 100,000 such trials 2.4 GB with Optuna's rows.
