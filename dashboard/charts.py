@@ -58,9 +58,11 @@ WEBGL_POINTS = 2_000
 and if still more, by WebGL (``go.Scattergl``); SVG draws fewer sooner and without taking one
 of the browser's few WebGL contexts. Measured in the dashboard in headless Chromium (software
 WebGL): 100 markers by SVG in 0.2 s, 5,000 in 0.9 s; 5,000 and 15,000 by WebGL in 0.5-0.8 s."""
-CELLS = (300, 130)
+CELLS = (150, 65)
 """The grid (columns, rows) over a crowded scatter's axes in which it draws one point per trace
-and cell: a cell is about half a marker on a wide page, so the picture is the same."""
+and cell: a cell is about a marker (7 px) on a wide page, so the picture is the same. A finer
+grid draws more points for nothing seen: without a GPU, WebGL draws on the CPU the dashboard's
+queries need too (100,000 trials, Sensitivity in-app: 2.13 s at 300 x 130, 1.87 s at this grid)."""
 PARALLEL_LINES = 1_000
 """Parallel coordinates draw at most this many trials, evenly spread over them in trial order:
 plotly's WebGL lines take seconds beyond (headless Chromium, software WebGL: 1.3 s for 100 lines,
