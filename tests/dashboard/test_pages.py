@@ -222,7 +222,7 @@ def test_experiments_page_reads_the_listing_again_for_an_experiment_newer_than_i
 @pytest.mark.e2e
 def test_dashboard_reads_while_a_launch_writes(monkeypatch, tmp_path) -> None:
     """The page redraws during a two-worker launch on the same SQLite file: neither side sees a lock error."""
-    study = write_study(tmp_path, name="live", trials=24)
+    study = write_study(tmp_path, name="live", trials=60, population=1)  # one trial at a time: progress to see
     url = f"sqlite:///{tmp_path}/live.db"
     assert tuner("launch", str(study), "--workers", "0", "--storage", url, cwd=tmp_path).returncode == 0
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
