@@ -40,6 +40,8 @@ from threadpoolctl import threadpool_limits
 
 from tuner.launch import launch
 from tuner.objective import Budget, configure, run_config, summarize
+from tuner.optim import make_optimizer
+from tuner.optim.population import stack
 from tuner.samplers import make_sampler
 from tuner.space import suggest
 from tuner.spec import Experiment, parse_experiment
@@ -195,6 +197,44 @@ def mlp(repeats: int, scale: float) -> None:
     print(f"GEMM peak (1 thread, float32 1024^3): {peak / 1e9:.1f} GFLOP/s; training reaches "
           f"{flops['auto'] / 1e9:.1f} GFLOP/s in populations ({flops['auto'] / peak:.0%}), "
           f"{flops[1] / 1e9:.1f} GFLOP/s one at a time ({flops[1] / peak:.0%})")
+    mlp_step(task, peak)
+
+
+def mlp_step(task: Any, peak: float, members: int = 64) -> None:
+    """Where a population's training step goes: the step (batched loss and gradient, then Adam's
+    update) against its five matrix products alone, at the shapes the step multiplies."""
+    def best_of(run: Any) -> float:
+        run()
+        return min(timed(run) for _ in range(50))
+
+    def timed(run: Any) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    rng = np.random.default_rng(0)
+    dtype = task.dtype
+    params = np.repeat(task.init_params(0)[None, :], members, axis=0)
+    grad, losses = np.empty_like(params), np.empty(members)
+    batch = next(task.batches(32, np.random.default_rng(1)))
+    optimizer = stack([make_optimizer("adam", betas=(0.9, float(b))) for b in rng.uniform(0.99, 0.999, members)])
+    state, lr = optimizer.init(params), np.full((members, 1), 1e-3)
+    gradient = best_of(lambda: task.loss_and_grad_many(params, batch, grad, losses))
+    update = best_of(lambda: optimizer.update(params, grad, lr, state))
+    x = batch[0]
+    w1, w2 = ((rng.standard_normal((members, i, o)) / np.sqrt(i)).astype(dtype) for i, o in ((64, 128), (128, 10)))
+    z1, z2 = np.empty((members, 32, 128), dtype), np.empty((members, 32, 10), dtype)
+    g1, g2, d1 = np.empty_like(w1), np.empty_like(w2), np.empty_like(z1)  # no product overwrites another's input
+    products = best_of(lambda: (np.matmul(x, w1, out=z1), np.matmul(z1, w2, out=z2),
+                                np.matmul(x.T, z1, out=g1), np.matmul(np.swapaxes(z1, -1, -2), z2, out=g2),
+                                np.matmul(z2, np.swapaxes(w2, -1, -2), out=d1)))
+    flops = 2 * members * 32 * (3 * 128 * 10 + 2 * 64 * 128)  # forward 2, weight gradients 2, one input gradient
+    step = gradient + update
+    print(f"a step of {members} members: {step * 1e3:.2f} ms; its 5 matrix products alone {products * 1e3:.2f} ms "
+          f"({products / step:.0%}; {flops / products / 1e9:.0f} GFLOP/s, {flops / products / peak:.0%} of the peak), "
+          f"Adam's update {update * 1e3:.2f} ms ({update / step:.0%}), the rest of the gradient "
+          f"(bias, ReLU, softmax) {(gradient - products) * 1e3:.2f} ms. 50% of the peak by 6 flops per weight and "
+          f"example needs the step in {6 * members * 32 * (64 * 128 + 128 * 10) / (0.5 * peak) * 1e3:.2f} ms")
 
 
 def main() -> None:
