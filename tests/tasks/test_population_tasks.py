@@ -28,6 +28,7 @@ CASES = [(name, options) for name, options in SMALL.items()] + [
     ("quadratic", {"dim": 20, "rotate": False, "noise": 0.1}),
     ("quadratic", {"dim": 20}),
     ("mlp", {"hidden_sizes": [16]}),
+    ("softmax", {"dataset": "synthetic", "n_classes": 20, "n_features": 16}),  # beyond heads.FEW_CLASSES
 ]
 BATCH = {"logistic": 200, "rnn_adding": 24}
 """Batch sizes that leave a short last batch: 455 breast_cancer and 60 rnn_adding training rows;
