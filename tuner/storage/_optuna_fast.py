@@ -244,17 +244,22 @@ class WorkerStorage(RDBStorage):
                 conn.execute(insert(_TRIALS), [
                     {"number": number, "study_id": study_id, "state": TrialState.RUNNING,
                      "datetime_start": _utc(now)} for number in numbers])
-            ids = conn.execute(select(_TRIALS.c.trial_id).where(in_study, _TRIALS.c.number >= first)).scalars().all()
-            started = [*retries, *ids]
+            created = conn.execute(select(_TRIALS.c.trial_id, _TRIALS.c.number)
+                                   .where(in_study, _TRIALS.c.number >= first).order_by(_TRIALS.c.number)).all()
+            started = [*retries, *(trial_id for trial_id, _ in created)]
             if started and self.heartbeat_interval is not None:
                 conn.execute(delete(_HEARTBEATS).where(_HEARTBEATS.c.trial_id.in_(started)))
                 conn.execute(insert(_HEARTBEATS).from_select(
                     ["trial_id", "heartbeat"], select(_TRIALS.c.trial_id, func.now())
                     .where(_TRIALS.c.trial_id.in_(started))))
-            trials = self.load_trials(conn, set(started)) if started else []
+            # a retry carries what its template gave it (parameters, attributes): read back; a new trial has nothing yet
+            loaded = {trial._trial_id: trial for trial in self.load_trials(conn, set(retries))} if retries else {}
+        trials = [loaded[trial_id] for trial_id in retries] + [  # the retries first, as study.ask takes them
+            _Trial(number=number, state=TrialState.RUNNING, value=None, values=None, datetime_start=now,
+                   datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                   intermediate_values={}, trial_id=trial_id) for trial_id, number in created]
         reserved = self._reserved.setdefault(study_id, [])
-        order = {trial_id: i for i, trial_id in enumerate(started)}
-        for trial in sorted(trials, key=lambda t: order[t._trial_id]):  # the retries first, as study.ask takes them
+        for trial in trials:
             self._own[trial._trial_id] = trial
             reserved.append(trial)
         return len(trials)
