@@ -25,10 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+import streamlit.logger
 import yaml
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: its dashboard and test helpers
+streamlit.logger.set_log_level("error")  # the dashboard's modules imported outside a Streamlit run warn "No runtime"
 from dashboard.charts import PARALLEL_AT_ONCE  # noqa: E402
 from dashboard.data import REFRESH_S  # noqa: E402
 from tests.dashboard.synthetic import fill  # noqa: E402

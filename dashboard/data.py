@@ -39,7 +39,7 @@ def engine(url: str) -> Engine:
 
 
 def _experiment(url: str, name: str) -> StoredExperiment:
-    return StoredExperiment(engine(url), name)
+    return StoredExperiment(engine(url), name, url)
 
 
 def problem(url: str) -> str | None:

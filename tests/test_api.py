@@ -210,3 +210,7 @@ def test_an_experiment_without_finished_runs_reads_as_empty_frames(tmp_path) -> 
         assert empty.best().empty and empty.trials().empty and len(empty.studies()) == 1
         for curves in (empty.curves("val_loss"), empty.curves("train_loss", optimizer="adam")):
             assert curves.empty and {"run_id", "step", "value", "optimizer"} <= set(curves.columns)
+
+
+def test_repr_names_the_storage_as_given(launched, exp) -> None:
+    assert repr(exp) == f"StoredExperiment({NAME!r}, {launched[1]!r})"  # a read-only SQLite engine's URL has no path

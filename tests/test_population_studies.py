@@ -177,3 +177,27 @@ def test_a_population_never_takes_more_memory_than_its_budget(sampler: str) -> N
     member = MEMBER_BUFFERS * task.dim * 4 + task.member_bytes(256)
     assert 1 < size <= POPULATION_BYTES // member
     assert population_size(spec, sampler, "lbfgs", spec.search_space("adam"), task, Budget.of(spec), 100, None) == 1
+
+
+def test_a_population_takes_the_queued_trials_it_reserved_and_leaves_the_rest_queued(tmp_path) -> None:
+    """Optuna's ask starts a queued (WAITING) trial at every call, a transaction each; a population
+    takes queued trials when it reserves its trials, and the rest of the queue (after a crash,
+    thousands of retries) waits for the next reservations, in order."""
+    quiet_optuna()
+    store = Store.open(f"sqlite:///{tmp_path}/queue.db")
+    spec = parse_experiment({**QUADRATIC, "name": "queue", "optimizers": ["adam"], "trials": 12, "population": 4,
+                             "reevaluate": 0})
+    _, rows = create_experiment(store, spec)
+    study = optuna.load_study(study_name=rows[0].study_name, storage=store.optuna)
+    for k in range(10):
+        study.enqueue_trial({"lr": 10.0 ** -(1 + k / 10)})
+    commits = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+    assert run_worker(store, "queue", max_trials=4) == 4
+    first = len(commits)
+    states = [t.state for t in RDBStorage(store.url).get_all_trials(study._study_id)]
+    assert states[:4].count(optuna.trial.TrialState.WAITING) == 0 and states[4:] == [optuna.trial.TrialState.WAITING] * 6
+    assert run_worker(store, "queue", max_trials=4) == 4 and len(commits) - first == first
+    trials = RDBStorage(store.url).get_all_trials(study._study_id)
+    assert [t.params["lr"] for t in trials[:8]] == [10.0 ** -(1 + k / 10) for k in range(8)]
+    store.close()

@@ -30,11 +30,13 @@ BEST_RUN_COLUMNS = ["optimizer", "sampler", "source_run_id", "run_id", "seed", "
 class StoredExperiment:
     """One experiment in a storage. Every method reads the database afresh."""
 
-    def __init__(self, engine: Engine, name: str) -> None:
-        """``engine``: a reader engine, owned by the caller (see ``open_experiment``); ConfigError if
-        the storage has no experiment ``name``."""
+    def __init__(self, engine: Engine, name: str, url: str | None = None) -> None:
+        """``engine``: a reader engine, owned by the caller (see ``open_experiment``), of ``url`` (the
+        storage as given, for ``repr``: a read-only SQLite engine's own URL has no path); ConfigError
+        if the storage has no experiment ``name``."""
         self.engine = engine
         self.name = name
+        self.url = url or self.engine.url.render_as_string(hide_password=False)
         self.id, self.spec = queries.experiment(engine, name)
         """``spec``: the validated study file as a dict (``tuner.spec.Experiment(**spec)`` for the model)."""
 
@@ -133,7 +135,7 @@ class StoredExperiment:
 
     def __repr__(self) -> str:
         """Its name and storage, the storage's secrets masked (``tuner.urls.shown``)."""
-        return f"StoredExperiment({self.name!r}, {shown(self.engine.url.render_as_string(hide_password=False))!r})"
+        return f"StoredExperiment({self.name!r}, {shown(self.url)!r})"
 
 
 def open_experiment(name: str, storage: str | None = None) -> StoredExperiment:
@@ -141,9 +143,10 @@ def open_experiment(name: str, storage: str | None = None) -> StoredExperiment:
     $TUNER_STORAGE, else sqlite:///tuner.db), opened read-only (SQLite ``mode=ro``, server sessions
     read-only). ConfigError, as the terminal's commands answer, for a database that cannot be read
     (``storage.engine.reader_engine``) or an unknown experiment."""
-    engine = reader_engine(resolve_url(storage))
+    url = resolve_url(storage)
+    engine = reader_engine(url)
     try:
-        return StoredExperiment(engine, name)
+        return StoredExperiment(engine, name, url)
     except BaseException:
         engine.dispose()
         raise

@@ -152,7 +152,7 @@ class PopulationRunner:
                 # Optuna warns that its heartbeat thread runs in study.optimize only: ours beats them all
                 with store.asking(self.study_id), warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-                    while len(trials) < asks or store.reserved(self.study_id):  # and a retry that came since
+                    for _ in range(asks):
                         trials.append(study.ask())  # each sampled before the next is asked, as one worker would
                         configs.append(configure(self.row.optimizer, suggest(trials[-1], self.space), self.task,
                                                  self.budget))

@@ -183,7 +183,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                 for open_row in rows:
                     if open_row.id not in studies:
                         studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop, samplers)
-                    fail_stale_trials(studies[open_row.id][0])
+                    fail_stale_trials(store, studies[open_row.id][0])
                 time.sleep(min(WAIT_S, POLL_S * 2 ** waits))
                 waits += 1
                 continue
@@ -194,8 +194,8 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             free, running = free_trials(store, row, study_ids)
             size = population.size(min(free, max_trials - ran if max_trials is not None else row.n_trials))
             told = 0
+            fail_stale_trials(store, study)  # as study.optimize does before a trial, for every trial at once
             if size > 1:
-                fail_stale_trials(study)  # as study.optimize does before a trial
                 told = population.run(size)  # 0 when Optuna's trials fill the budget already
                 if told == 0 and running:  # another worker took the last ones meanwhile: look again
                     time.sleep(POLL_S)
@@ -288,8 +288,12 @@ class Backoff:
         return not should_stop()
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail the study's trials whose heartbeat stopped (and re-queue them), as study.optimize does."""
+def fail_stale_trials(store: Store, study: optuna.Study) -> None:
+    """Fail the study's trials whose heartbeat stopped and re-queue them, as study.optimize does
+    (``Store.fail_stale_trials``: all at once, where Optuna's function writes trial by trial)."""
+    if store.rdb is not None:
+        store.fail_stale_trials(study._study_id)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

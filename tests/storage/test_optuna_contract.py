@@ -16,6 +16,7 @@ Where a case cannot apply as written, the test says so:
 
 import copy
 import datetime as dt
+import pickle
 
 import optuna
 import pytest
@@ -29,7 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select, update
 
 from tuner.storage._optuna_fast import _HEARTBEATS, WorkerCache, _Trial
-from tuner.storage.store import Store, worker_storage
+from tuner.storage.store import MAX_RETRY, Store, worker_storage
+from tuner.worker import fail_stale_trials as worker_fail_stale_trials
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
@@ -206,6 +208,8 @@ def test_a_stored_trial_deep_copies_as_the_generic_deep_copy(params, user, syste
     fast = copy.deepcopy(stored)
     assert type(fast) is FrozenTrial and fast == generic and fast.__dict__ == generic.__dict__
     assert copy.copy(stored) == stored and type(copy.copy(stored)) is _Trial
+    assert repr(stored) == repr(generic) and type(pickle.loads(pickle.dumps(stored))) is FrozenTrial
+    assert pickle.loads(pickle.dumps(stored)) == generic
     before = copy.deepcopy(stored.__dict__)
     for container in (fast.params, fast.distributions, fast.user_attrs, fast.system_attrs, fast.intermediate_values):
         for key, value in list(container.items()):
@@ -220,3 +224,53 @@ def test_a_stored_trial_deep_copies_as_the_generic_deep_copy(params, user, syste
     if fast.values:
         fast.values.append(0.0)
     assert stored.__dict__ == before
+
+
+def _in_flight(storage, name: str) -> optuna.Study:
+    """A study with every kind of trial a dead worker leaves: one with parameters, attributes and a
+    report, one with nothing sampled, a first retry, a retry at the limit of retries, a finished
+    trial; all RUNNING ones silent for an hour but one asked afterwards, which beats."""
+    study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
+    first = study.ask()
+    first.suggest_float("x", 1e-3, 1.0, log=True)
+    first.suggest_categorical("c", ["a", None, 2])
+    first.set_user_attr("note", [1, {"k": 2}])
+    storage.set_trial_system_attr(first._trial_id, "mine", "v")
+    first.report(0.5, 1)
+    study.ask()
+    study.tell(study.ask(), 1.0)
+    for history in ([0], list(range(MAX_RETRY))):
+        study.add_trial(optuna.create_trial(state=TrialState.WAITING, params={"x": 0.1}, user_attrs={"u": 1},
+                                            distributions={"x": FloatDistribution(1e-3, 1.0, log=True)},
+                                            system_attrs={"failed_trial": 0, "retry_history": history}))
+        study.ask()
+    for trial in study.get_trials(states=(TrialState.RUNNING,)):
+        storage.record_heartbeat(trial._trial_id)
+    return study
+
+
+def _as_read(storage: optuna.storages.RDBStorage, study: optuna.Study) -> list[tuple]:
+    return [(t.number, t.state, t.params, t.distributions, t.user_attrs, t.system_attrs, t.intermediate_values,
+             t.values) for t in storage.get_all_trials(study._study_id)]
+
+
+def test_a_worker_fails_stale_trials_and_queues_them_as_optuna_does(database) -> None:
+    """``Store.fail_stale_trials`` writes in one transaction what Optuna's ``fail_stale_trials`` writes
+    trial by trial with the retry callback tuner's workers use: the same trials, read back by Optuna."""
+    store = Store.open(database)
+    stock = optuna.storages.RDBStorage(database, heartbeat_interval=INTERVAL, grace_period=GRACE,
+                                       heartbeat_stale_trial_callback=Retry(max_retry=MAX_RETRY))
+    theirs, ours = _in_flight(stock, "stock"), _in_flight(store.optuna, "tuner")
+    time_passes(store.optuna, 3600)
+    for study, storage in ((theirs, stock), (ours, store.optuna)):
+        beating = study.ask()
+        storage.record_heartbeat(beating._trial_id)
+    fail_stale_trials(theirs)
+    worker_fail_stale_trials(store, ours)
+    expected = _as_read(stock, theirs)
+    assert [t[1] for t in expected] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL,
+                                        TrialState.FAIL, TrialState.RUNNING, *[TrialState.WAITING] * 3]
+    assert _as_read(stock, ours) == expected
+    assert [t.state for t in ours.trials] == [t[1] for t in expected]  # the worker's cache sees them too
+    stock.engine.dispose()
+    store.close()

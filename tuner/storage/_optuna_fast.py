@@ -33,7 +33,10 @@ through it exactly what it suggests through Optuna's stock ``RDBStorage``
   finishing writes of this process's trials (state, values, user attributes, intermediate values,
   runs) are held and written together when the block ends. A trial another worker failed
   meanwhile (stale) is left as it is and its writes dropped, as a lone trial's would be.
-  ``record_heartbeats`` beats every trial of a population in one statement.
+  ``record_heartbeats`` beats every trial of a population in one statement. While a population's
+  trials are asked, the study's queue reads as empty: the reservation took the queued trials.
+- **Stale trials are failed and queued again in one transaction** (``fail_stale_trials``): the
+  rows Optuna's ``fail_stale_trials`` writes trial by trial with ``RetryHeartbeatStaleTrialCallback``.
 - **Other processes' trials are read with one Core query per table** (``load_trials``), and a
   study's trial list is re-read at most every ``WorkerCache.MIN_INTERVAL_S``: changes made by
   other processes are seen within that interval, changes made through this storage at once.
@@ -85,10 +88,16 @@ class _Trial(FrozenTrial):
     are new, distributions are copied (their fields hold numbers, strings and tuples of them), and
     attribute values are deep-copied unless they are numbers, strings or None. Its shallow copy
     (Optuna's ``Trial`` takes one at every suggestion, this storage at every write) is one dict
-    copy, not ``copy.copy``'s generic reduce."""
+    copy, not ``copy.copy``'s generic reduce. It shows and pickles as the FrozenTrial it copies to."""
 
     def __copy__(self) -> "_Trial":
         return _copied(self)
+
+    def __repr__(self) -> str:
+        return repr(copy.deepcopy(self))  # FrozenTrial(...), as Optuna's own storages give it
+
+    def __reduce__(self) -> tuple:
+        return object.__new__, (FrozenTrial,), copy.deepcopy(self).__dict__  # a FrozenTrial: read without tuner
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrozenTrial:
         def own(value: Any) -> Any:
@@ -264,10 +273,6 @@ class WorkerStorage(RDBStorage):
             reserved.append(trial)
         return len(trials)
 
-    def reserved(self, study_id: int) -> int:
-        """How many reserved trials of ``study_id`` are not handed out yet."""
-        return len(self._reserved.get(study_id, ()))
-
     def record_heartbeats(self, trial_ids: Sequence[int]) -> None:
         """One heartbeat (the database's clock) for each of ``trial_ids``, in one statement; each
         has beaten before (``_create_new_trial``, ``reserve_trials`` or a WAITING trial's start)."""
@@ -296,15 +301,82 @@ class WorkerStorage(RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """As Optuna's: the study's RUNNING trials whose last heartbeat is older than the grace
         period (default: two intervals) by the database's clock; one query."""
+        with read_once(self.engine) as conn:
+            return self._stale(conn, study_id)
+
+    def _stale(self, conn: Connection, study_id: int) -> list[int]:
+        """``_get_stale_trial_ids`` on ``conn``, in trial id order."""
         assert self.heartbeat_interval is not None
         grace_s = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
         grace = dt.timedelta(seconds=grace_s)
         beats = (select(_TRIALS.c.trial_id, _HEARTBEATS.c.heartbeat, func.now())
                  .join(_HEARTBEATS, _HEARTBEATS.c.trial_id == _TRIALS.c.trial_id)
-                 .where(_TRIALS.c.study_id == study_id, _TRIALS.c.state == TrialState.RUNNING))
-        with read_once(self.engine) as conn:
-            rows = conn.execute(beats).all()
+                 .where(_TRIALS.c.study_id == study_id, _TRIALS.c.state == TrialState.RUNNING)
+                 .order_by(_TRIALS.c.trial_id))
+        rows = conn.execute(beats).all()
         return [trial_id for trial_id, beat, now in rows if now.replace(tzinfo=None) - beat > grace]
+
+    def fail_stale_trials(self, study_id: int, max_retry: int | None) -> int:
+        """What Optuna's ``fail_stale_trials`` does for a storage whose stale-trial callback is
+        ``RetryHeartbeatStaleTrialCallback(max_retry)`` (intermediate values not inherited), in one
+        transaction under the study's row lock instead of two or three per trial: every stale
+        trial of ``study_id`` FAIL, and for each that has been retried fewer than ``max_retry``
+        times a WAITING copy numbered after the study's trials, with its parameters, distributions
+        and user attributes, and system attributes ``failed_trial`` (the first trial of the series)
+        and ``retry_history`` (the numbers of the series so far). A worker's crash can leave
+        thousands of trials in flight with populations; retried one by one, Optuna's way took
+        longer than running them. Returns how many trials were failed."""
+        if self.heartbeat_interval is None:
+            return 0
+        with self.engine.begin() as conn:
+            locked = select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
+            if conn.execute(locked).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+            stale = self._stale(conn, study_id)
+            if stale:  # locked, as a worker finishing its trials locks them: a trial finished meanwhile stays so
+                running = select(_TRIALS.c.trial_id).where(_TRIALS.c.trial_id.in_(stale),
+                                                           _TRIALS.c.state == TrialState.RUNNING)
+                stale = conn.execute(running.with_for_update()).scalars().all()
+            if not stale:
+                return 0
+            conn.execute(update(_TRIALS).where(_TRIALS.c.trial_id.in_(stale))
+                         .values(state=TrialState.FAIL, datetime_complete=_utc(dt.datetime.now())))
+            failed = sorted(self.load_trials(conn, set(stale)), key=lambda trial: trial._trial_id)
+            retries = []
+            for trial in failed:
+                system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+                system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+                if max_retry is None or len(system_attrs["retry_history"]) <= max_retry:
+                    retries.append((trial, system_attrs))
+            if retries:
+                self._insert_waiting(conn, study_id, retries)
+        for trial in failed:
+            self._own.pop(trial._trial_id, None)
+        return len(failed)
+
+    @staticmethod
+    def _insert_waiting(conn: Connection, study_id: int, retries: list[tuple[FrozenTrial, dict[str, Any]]]) -> None:
+        """Insert a WAITING trial per (trial, system attributes): numbered after the study's trials,
+        with the trial's parameters and user attributes, as Optuna's ``create_new_trial`` writes a template."""
+        in_study = _TRIALS.c.study_id == study_id
+        first = conn.execute(select(func.count()).select_from(_TRIALS).where(in_study)).scalar_one()
+        conn.execute(insert(_TRIALS), [{"number": first + k, "study_id": study_id, "state": TrialState.WAITING}
+                                       for k in range(len(retries))])
+        numbered = select(_TRIALS.c.number, _TRIALS.c.trial_id).where(in_study, _TRIALS.c.number >= first)
+        ids = dict(conn.execute(numbered).all())
+        params, users, systems = [], [], []
+        for k, (trial, system_attrs) in enumerate(retries):
+            trial_id = ids[first + k]
+            params += [{"trial_id": trial_id, "param_name": name, "param_value": trial.distributions[name]
+                        .to_internal_repr(value), "distribution_json": distributions.distribution_to_json(
+                            trial.distributions[name])} for name, value in trial.params.items()]
+            users += [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                      for key, value in trial.user_attrs.items()]
+            systems += [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                        for key, value in system_attrs.items()]
+        for table, rows in ((_PARAMS, params), (_USER_ATTRS, users), (_SYSTEM_ATTRS, systems)):
+            if rows:
+                conn.execute(insert(table), rows)
 
     # writes -----------------------------------------------------------------------------------
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
@@ -631,10 +703,16 @@ class WorkerCache(_CachedStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
         """As Optuna's; asked only for unfinished states (``study.ask`` looks for WAITING trials at
-        every trial), it looks at the study's trials in those states only, not at all of them."""
+        every trial), it looks at the study's trials in those states only, not at all of them.
+        While a population's trials are asked (``asking``) the study's queue reads as empty: the
+        population took its queued trials when it reserved its trials, and ``study.ask`` would
+        otherwise start one more queued trial at every call, a transaction each (after a crash the
+        queue can hold thousands of retries); the rest waits for the next reservations."""
         if states is None or any(state.is_finished() for state in states):
             return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
         self._read_trials_from_remote_storage(study_id)
+        if study_id in self._asking:
+            states = [state for state in states if state != TrialState.WAITING]
         with self._lock:
             trials = self._studies[study_id].trials
             by_state = self._by_state.get(study_id, {})
@@ -644,14 +722,22 @@ class WorkerCache(_CachedStorage):
     @contextlib.contextmanager
     def asking(self, study_id: int) -> Iterator[None]:
         """While a population's trials of ``study_id`` are asked, the study is read from the
-        database once, at the first read; later reads only take up this process's own writes.
-        A retry other workers leave meanwhile waits for the next population."""
+        database once, at the first read; later reads only take up this process's own writes, and
+        its queue reads as empty (``get_all_trials``): ``study.ask`` hands out the reserved trials,
+        and a queued trial waits for the next reservation."""
         self._asking.add(study_id)
         self._asking_since[study_id] = time.monotonic()
         try:
             yield
         finally:
             self._asking.discard(study_id)
+
+    def fail_stale_trials(self, study_id: int, max_retry: int | None) -> int:
+        """The backend's ``fail_stale_trials``; the study's next read sees the failed trials and their retries."""
+        failed = self._backend.fail_stale_trials(study_id, max_retry)
+        if failed:
+            self._read_at.pop(study_id, None)
+        return failed
 
     def _check_study(self, study_id: int) -> None:
         """KeyError, as Optuna's, for a study that does not exist."""

@@ -131,6 +131,12 @@ class Store:
         if self.rdb is not None:
             self.rdb.flush_params()
 
+    def fail_stale_trials(self, study_id: int) -> int:
+        """Fail the study's trials whose worker stopped beating and queue each again up to MAX_RETRY
+        times, as the stale-trial callback ``open`` sets up does, in one transaction
+        (``WorkerStorage.fail_stale_trials``); how many failed. 0 without heartbeats."""
+        return self.optuna.fail_stale_trials(study_id, MAX_RETRY) if self.rdb is not None else 0
+
     def forget_cached_trials(self) -> None:
         """Start Optuna's cache afresh: after a study was deleted by another process, the database
         may give its trials' ids to new trials, which the cache would take for the deleted ones."""
@@ -251,10 +257,6 @@ class Store:
     def asking(self, study_id: int) -> contextlib.AbstractContextManager[None]:
         """While a population is asked: its study read from the database once (``WorkerCache.asking``)."""
         return self.optuna.asking(study_id) if isinstance(self.optuna, WorkerCache) else contextlib.nullcontext()
-
-    def reserved(self, study_id: int) -> int:
-        """Trials reserved for study ``study_id`` that ``study.ask`` has not handed out yet."""
-        return self.rdb.reserved(study_id) if self.rdb is not None else 0
 
     def record_heartbeats(self, trial_ids: list[int]) -> None:
         """Beat every trial of a population at once; nothing on the in-memory store (no heartbeats)."""
