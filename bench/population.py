@@ -116,8 +116,10 @@ def median_rate(measure, spec: Experiment, repeats: int) -> float:
 def end_to_end(repeats: int, scale: float, samplers: list[str]) -> None:
     print(f"1. end-to-end trials per second (median of {repeats}; one worker, SQLite)")
     print(f"{'task':<11}{'sampler':<8}{'population':>12}{'one-trial':>11}{'optuna':>9}{'pop/one':>9}{'pop/optuna':>11}")
-    for spec, _, _ in TASKS.values():  # each data set loaded once first, as a worker has it after its first trial
+    for spec, _, _ in TASKS.values():  # each data set and sampler loaded once first, as a worker has them
         make_task(spec["name"], spec.get("options", {}))
+    for sampler in samplers:
+        make_sampler(sampler, study_file("quadratic", sampler, 10, 1).search_space("adam"), 0, 10)
     for sampler in samplers:
         for task in TASKS:
             def count(path: str, _task: str = task, _sampler: str = sampler) -> int:
