@@ -326,7 +326,7 @@ class WorkerStorage(RDBStorage):
         and ``retry_history`` (the numbers of the series so far). A worker's crash can leave
         thousands of trials in flight with populations; retried one by one, Optuna's way took
         longer than running them. Returns how many trials were failed."""
-        if self.heartbeat_interval is None:
+        if self.heartbeat_interval is None or not self._get_stale_trial_ids(study_id):  # a read: no lock to take
             return 0
         with self.engine.begin() as conn:
             locked = select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
