@@ -119,7 +119,8 @@ def end_to_end(repeats: int, scale: float, samplers: list[str]) -> None:
     for spec, _, _ in TASKS.values():  # each data set and sampler loaded once first, as a worker has them
         make_task(spec["name"], spec.get("options", {}))
     for sampler in samplers:
-        make_sampler(sampler, study_file("quadratic", sampler, 10, 1).search_space("adam"), 0, 10)
+        spec = study_file("quadratic", sampler, 10, 1)
+        make_sampler(spec.samplers[0], spec.search_space("adam"), 0, 10)
     for sampler in samplers:
         for task in TASKS:
             def count(path: str, _task: str = task, _sampler: str = sampler) -> int:
