@@ -16,14 +16,13 @@ import signal
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 import optuna
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.exceptions import UpdateFinishedTrialError
 from sqlalchemy.exc import DBAPIError
 from threadpoolctl import threadpool_limits
 
@@ -183,7 +182,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
                 for open_row in rows:
                     if open_row.id not in studies:
                         studies[open_row.id] = _load_study(store, spec, open_row, worker, task, should_stop, samplers)
-                    fail_stale_trials(store, studies[open_row.id][0])
+                    store.fail_stale_trials(studies[open_row.id][2].study_id)
                 time.sleep(min(WAIT_S, POLL_S * 2 ** waits))
                 waits += 1
                 continue
@@ -194,7 +193,7 @@ def run_worker(store: Store, experiment_name: str, *, worker: int = 0, max_trial
             free, running = free_trials(store, row, study_ids)
             size = population.size(min(free, max_trials - ran if max_trials is not None else row.n_trials))
             told = 0
-            fail_stale_trials(store, study)  # as study.optimize does before a trial, for every trial at once
+            store.fail_stale_trials(population.study_id)  # as study.optimize does before a trial, all at once
             if size > 1:
                 told = population.run(size)  # 0 when Optuna's trials fill the budget already
                 if told == 0 and running:  # another worker took the last ones meanwhile: look again
@@ -286,17 +285,6 @@ class Backoff:
             time.sleep(min(left, STOP_CHECK_S))
         self.delay = min(self.delay * 2, 10.0)
         return not should_stop()
-
-
-def fail_stale_trials(store: Store, study: optuna.Study) -> None:
-    """Fail the study's trials whose heartbeat stopped and re-queue them, as study.optimize does
-    (``Store.fail_stale_trials``: all at once, where Optuna's function writes trial by trial)."""
-    if store.rdb is not None:
-        store.fail_stale_trials(study._study_id)
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def _load_study(store: Store, spec: Experiment, row: StudyRow, worker: int, task: Task,

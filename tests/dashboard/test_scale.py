@@ -77,8 +77,10 @@ def test_importances_sample_optunas_completed_trials_evenly(wide) -> None:
     finally:
         engine.dispose()
     storage = optuna.storages.RDBStorage(wide, skip_table_creation=True)
-    completed = sorted((t._trial_id, t) for name in names for t in optuna.load_study(study_name=name, storage=storage)
-                       .get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    completed = sorted(  # in creation order (trial ids), by Optuna's public storage API
+        (storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), t.number), t)
+        for name in names
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
     storage.engine.dispose()
     assert len(every) == len(completed) > 500 and len(sampled) == 500
     for (value, params), (_, trial) in zip(every, completed, strict=True):

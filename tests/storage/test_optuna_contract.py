@@ -31,7 +31,6 @@ from sqlalchemy import select, update
 
 from tuner.storage._optuna_fast import _HEARTBEATS, WorkerCache, _Trial
 from tuner.storage.store import MAX_RETRY, Store, worker_storage
-from tuner.worker import fail_stale_trials as worker_fail_stale_trials
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
@@ -226,6 +225,11 @@ def test_a_stored_trial_deep_copies_as_the_generic_deep_copy(params, user, syste
     assert stored.__dict__ == before
 
 
+def _trial_id(storage, study: optuna.Study, number: int) -> int:
+    """A trial's id by Optuna's public storage API."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+
+
 def _in_flight(storage, name: str) -> optuna.Study:
     """A study with every kind of trial a dead worker leaves: one with parameters, attributes and a
     report, one with nothing sampled, a first retry, a retry at the limit of retries, a finished
@@ -235,7 +239,7 @@ def _in_flight(storage, name: str) -> optuna.Study:
     first.suggest_float("x", 1e-3, 1.0, log=True)
     first.suggest_categorical("c", ["a", None, 2])
     first.set_user_attr("note", [1, {"k": 2}])
-    storage.set_trial_system_attr(first._trial_id, "mine", "v")
+    storage.set_trial_system_attr(_trial_id(storage, study, first.number), "mine", "v")
     first.report(0.5, 1)
     study.ask()
     study.tell(study.ask(), 1.0)
@@ -245,13 +249,13 @@ def _in_flight(storage, name: str) -> optuna.Study:
                                             system_attrs={"failed_trial": 0, "retry_history": history}))
         study.ask()
     for trial in study.get_trials(states=(TrialState.RUNNING,)):
-        storage.record_heartbeat(trial._trial_id)
+        storage.record_heartbeat(_trial_id(storage, study, trial.number))
     return study
 
 
 def _as_read(storage: optuna.storages.RDBStorage, study: optuna.Study) -> list[tuple]:
     return [(t.number, t.state, t.params, t.distributions, t.user_attrs, t.system_attrs, t.intermediate_values,
-             t.values) for t in storage.get_all_trials(study._study_id)]
+             t.values) for t in storage.get_all_trials(storage.get_study_id_from_name(study.study_name))]
 
 
 def test_a_worker_fails_stale_trials_and_queues_them_as_optuna_does(database) -> None:
@@ -263,10 +267,9 @@ def test_a_worker_fails_stale_trials_and_queues_them_as_optuna_does(database) ->
     theirs, ours = _in_flight(stock, "stock"), _in_flight(store.optuna, "tuner")
     time_passes(store.optuna, 3600)
     for study, storage in ((theirs, stock), (ours, store.optuna)):
-        beating = study.ask()
-        storage.record_heartbeat(beating._trial_id)
+        storage.record_heartbeat(_trial_id(storage, study, study.ask().number))
     fail_stale_trials(theirs)
-    worker_fail_stale_trials(store, ours)
+    store.fail_stale_trials(store.optuna.get_study_id_from_name(ours.study_name))
     expected = _as_read(stock, theirs)
     assert [t[1] for t in expected] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL,
                                         TrialState.FAIL, TrialState.RUNNING, *[TrialState.WAITING] * 3]
