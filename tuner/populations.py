@@ -137,7 +137,7 @@ class PopulationRunner:
                                self.budget, free, self.seconds_per_trial)
 
     def run(self, size: int) -> int:
-        """Ask ``size`` trials (and any retry waiting), train them, tell them; how many ran.
+        """Reserve up to ``size`` trials (queued retries first), ask, train and tell them; how many ran.
         Raises Abandoned after telling, when the worker was asked to stop meanwhile."""
         study, store = self.study, self.store
         started = time.perf_counter()

@@ -240,14 +240,15 @@ def train_population(
     """
     if len(optimizers) != len(schedules):
         raise ValueError("one schedule per optimizer")
-    cohorts: dict[object, list[int]] = {}
-    for member, optimizer in enumerate(optimizers):
-        if isinstance(optimizer, LBFGS):
-            raise ValueError("L-BFGS trains alone: it is not a first-order rule with a population")
-        cohorts.setdefault(population_key(optimizer.bind(task)), []).append(member)
+    if any(isinstance(optimizer, LBFGS) for optimizer in optimizers):
+        raise ValueError("L-BFGS trains alone: it is not a first-order rule with a population")
+    bound = [optimizer.bind(task) for optimizer in optimizers]
+    cohorts: dict[Hashable, list[int]] = {}
+    for member, optimizer in enumerate(bound):
+        cohorts.setdefault(population_key(optimizer), []).append(member)
     results: list[RunResult | None] = [None] * len(optimizers)
     for key, members in cohorts.items():
-        cohort = _Cohort(task, key, [optimizers[m] for m in members], [schedules[m] for m in members],
+        cohort = _Cohort(task, key, [bound[m] for m in members], [schedules[m] for m in members],
                          epochs=epochs, batch_size=batch_size, seed=seed, eval_every=eval_every,
                          on_eval=on_eval and (lambda k, *rest, _m=members: on_eval(_m[k], *rest)),
                          divergence_factor=divergence_factor, patience=patience)
@@ -267,7 +268,7 @@ class _Cohort:
         size = len(optimizers)
         self.size = size
         self.total = task.steps_per_epoch(batch_size) * epochs
-        self.optimizer = stack([optimizer.bind(task) for optimizer in optimizers], key=key)
+        self.optimizer = stack(optimizers, key=key)  # bound to the task already
         self.lrs = np.stack([schedule.values(self.total) for schedule in schedules], axis=1)  # (steps, K)
         self.losses = np.empty((self.total, size))
         self.results = [RunResult(train_loss=np.empty(0)) for _ in range(size)]
