@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from tests.dashboard.test_pages import PAGES, open_page
 from tests.helpers import check_consistent, expected_best, tuner, write_study
 from tuner.storage import queries
-from tuner.storage.engine import reader_engine, writer_engine
+from tuner.storage.engine import read_once, reader_engine, writer_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -46,3 +46,23 @@ def test_launch_best_view_and_dashboard_on_a_server(server_url, tmp_path, monkey
         app = open_page(monkeypatch, server_url, page, "on a server")
         assert app.title[0].value
     data.engine(server_url).dispose()
+
+
+def test_a_connection_lost_while_a_read_sets_autocommit_is_sqlalchemy_s_error(server_url, monkeypatch) -> None:
+    """``read_once`` sets AUTOCOMMIT by a driver call SQLAlchemy does not wrap: a server restarting
+    right then must reach the worker as the DBAPIError it retries on, not as the driver's own
+    (a worker died of pymysql's 'Lost connection' in CI), and the pool must go on."""
+    engine = writer_engine(server_url)
+    dbapi = engine.dialect.loaded_dbapi
+
+    def lost(*args, **kwargs):
+        raise dbapi.OperationalError("server restarted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.dialect, "set_isolation_level", lost)
+        with pytest.raises(DBAPIError) as raised:
+            read_once(engine)
+    assert isinstance(raised.value.orig, dbapi.OperationalError)
+    with read_once(engine) as conn:
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    engine.dispose()

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from tuner.errors import ConfigError
 from tuner.storage import schema
@@ -83,10 +84,17 @@ def configure_sqlite(engine: Engine) -> Engine:
 
 def read_once(engine: Engine) -> Connection:
     """A connection for one read on a writer engine: autocommit on a server (no BEGIN and
-    ROLLBACK round trips; one statement sees one snapshot anyway), as is on SQLite."""
+    ROLLBACK round trips; one statement sees one snapshot anyway), as is on SQLite. Setting it
+    talks to the server outside SQLAlchemy's error handling: a connection lost there (a server
+    restarting) is invalidated and raised as SQLAlchemy's DBAPIError, as any lost connection is."""
     connection = engine.connect()
     if engine.dialect.name != "sqlite":
-        connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        except engine.dialect.loaded_dbapi.Error as error:
+            connection.invalidate()
+            connection.close()
+            raise DBAPIError.instance(None, None, error, engine.dialect.loaded_dbapi.Error) from error
     return connection
 
 
